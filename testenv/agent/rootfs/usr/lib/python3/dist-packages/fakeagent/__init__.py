@@ -1,0 +1,1 @@
+"""Stand-ins of a DC/OS agent's systemd, docker and mesos-agent for calico-rollout tests."""

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds the test images for calico-rollout (cached by content hash):
+#   calico-rollout-test/base:<hash>   Debian bookworm rootfs (debootstrap + docker import)
+#   calico-rollout-test/agent:<hash>  fake DC/OS agent (testenv/agent), also tagged :latest
+# A second run with unchanged inputs only checks that the tags exist.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE_DIR="$HERE/.cache"
+REPO=calico-rollout-test
+mkdir -p "$CACHE_DIR"
+
+log() { printf '[build-images] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+command -v docker >/dev/null || die "docker CLI not found"
+docker info >/dev/null 2>&1 || die "docker engine not reachable"
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------- base image
+# Everything that defines the base image lives in these variables and in
+# build_base(); the tag hash is computed from their text.
+BASE_SUITE=bookworm
+BASE_MIRROR=http://deb.debian.org/debian
+BASE_VARIANT=minbase
+BASE_INCLUDE=openssh-server,sudo,python3,curl,procps,iproute2,etcd-server,jq,ca-certificates,less,netcat-openbsd
+
+build_base() {
+    local tag="$1" work="$2"
+    if [ "$(id -u)" != 0 ]; then die "debootstrap needs root"; fi
+    if ! command -v debootstrap >/dev/null; then
+        log "installing debootstrap (apt-get)"
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
+    fi
+    local rootfs="$work/rootfs"
+    rm -rf "$rootfs"
+    mkdir -p "$rootfs" "$CACHE_DIR/debs"
+    log "debootstrap $BASE_SUITE ($BASE_VARIANT) into $rootfs (a few minutes on a cold cache)"
+    if ! debootstrap --variant="$BASE_VARIANT" --include="$BASE_INCLUDE" \
+        --cache-dir="$CACHE_DIR/debs" "$BASE_SUITE" "$rootfs" "$BASE_MIRROR" \
+        >"$work/debootstrap.log" 2>&1; then
+        tail -n 30 "$work/debootstrap.log" >&2
+        die "debootstrap failed (full log: $work/debootstrap.log)"
+    fi
+    log "trimming rootfs"
+    # Host keys are generated per container at first start, never baked in.
+    rm -f "$rootfs"/etc/ssh/ssh_host_*
+    # No service of the image is started by package scripts; make sure nothing
+    # stays enabled for a real init either.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
+        "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
+        "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/* "$rootfs"/etc/machine-id \
+        "$rootfs"/run/* "$rootfs"/tmp/*
+    for bin in etcd sshd sudo python3 curl jq ip ps; do
+        if ! chroot "$rootfs" /bin/sh -c "command -v $bin" >/dev/null 2>&1 \
+            && [ ! -x "$rootfs/usr/sbin/$bin" ]; then
+            die "rootfs lacks $bin"
+        fi
+    done
+    log "importing rootfs as $tag"
+    tar --numeric-owner -C "$rootfs" -c . | docker import \
+        -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        -c 'ENV LANG=C.UTF-8' \
+        -m "debootstrap $BASE_SUITE $BASE_VARIANT" - "$tag" >/dev/null
+    rm -rf "$rootfs"
+}
+
+hash_text() { sha256sum | cut -c1-16; }
+
+BASE_HASH="$( {
+    printf '%s\n' "$BASE_SUITE" "$BASE_MIRROR" "$BASE_VARIANT" "$BASE_INCLUDE"
+    declare -f build_base
+} | hash_text )"
+BASE_TAG="$REPO/base:$BASE_HASH"
+
+# ---------------------------------------------------------------- agent image
+AGENT_DIR="$HERE/agent"
+# Content hash of every file in the build context (modes are normalised by the
+# Dockerfile, so only content and paths count), plus the base tag.
+AGENT_HASH="$( {
+    echo "$BASE_TAG"
+    (cd "$AGENT_DIR" && find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
+        | LC_ALL=C sort -z | xargs -0 sha256sum)
+} | hash_text )"
+AGENT_TAG="$REPO/agent:$AGENT_HASH"
+
+prune_old_tags() {
+    local repo="$1" keep="$2" t
+    for t in $(docker image ls "$repo" --format '{{.Repository}}:{{.Tag}}'); do
+        case "$t" in
+            "$keep" | "$repo:latest" | *"<none>"*) ;;
+            *) log "removing stale tag $t"; docker rmi "$t" >/dev/null 2>&1 || true ;;
+        esac
+    done
+}
+
+if image_exists "$BASE_TAG"; then
+    log "base image $BASE_TAG is up to date"
+else
+    start=$SECONDS
+    mkdir -p "$CACHE_DIR"
+    work="$(mktemp -d "$CACHE_DIR/base-build.XXXXXX")"
+    trap 'rm -rf "$work"' EXIT
+    build_base "$BASE_TAG" "$work"
+    rm -rf "$work"
+    trap - EXIT
+    log "base image $BASE_TAG built in $((SECONDS - start))s"
+    prune_old_tags "$REPO/base" "$BASE_TAG"
+fi
+
+if image_exists "$AGENT_TAG"; then
+    log "agent image $AGENT_TAG is up to date"
+else
+    start=$SECONDS
+    log "building agent image $AGENT_TAG"
+    if ! DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$BASE_TAG" \
+        -t "$AGENT_TAG" "$AGENT_DIR" >"$CACHE_DIR/agent-build.log" 2>&1; then
+        cat "$CACHE_DIR/agent-build.log" >&2
+        die "agent image build failed"
+    fi
+    log "agent image $AGENT_TAG built in $((SECONDS - start))s"
+fi
+# :latest always points at the image built from the current sources.
+if [ "$(docker image inspect -f '{{.Id}}' "$REPO/agent:latest" 2>/dev/null)" != \
+     "$(docker image inspect -f '{{.Id}}' "$AGENT_TAG")" ]; then
+    docker tag "$AGENT_TAG" "$REPO/agent:latest"
+    log "tagged $AGENT_TAG as $REPO/agent:latest"
+fi
+prune_old_tags "$REPO/agent" "$AGENT_TAG"
+log "images ready: $BASE_TAG, $AGENT_TAG (= $REPO/agent:latest)"
