@@ -1,0 +1,112 @@
+//! From the raw command line to a validated run: the inventory loaded, the
+//! hosts selected, every template rendered. Nothing here touches the network.
+
+use std::sync::Arc;
+
+use globset::{Glob, GlobSetBuilder};
+
+use crate::cli::Command;
+use crate::desired::{self, Desired};
+use crate::error::Error;
+use crate::inventory::{self, Agent, Inventory};
+use crate::templates::Templates;
+
+pub struct Config {
+    pub inventory: Inventory,
+    /// The selected agents with their desired state, in inventory order.
+    pub hosts: Vec<(Agent, Desired)>,
+    pub forks: usize,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+pub fn from_command(command: &Command) -> Result<Config, Error> {
+    let args = command.args();
+    let inventory = inventory::load(&args.inventory)?;
+    let agents = select(&inventory.agents, &args.limit)?;
+    let templates = Templates::load(inventory.templates_dir.as_deref())?;
+    let binaries = if inventory.cni.enabled {
+        desired::hash_binaries(&inventory)?
+    } else {
+        Arc::from(Vec::new())
+    };
+    let hosts = agents
+        .into_iter()
+        .map(|agent| {
+            let want = desired::for_agent(&inventory, &agent, &templates, &binaries)?;
+            Ok((agent, want))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Config {
+        forks: args.forks.map(usize::from).unwrap_or(hosts.len()),
+        hosts,
+        inventory,
+        dry_run: command.dry_run(),
+        json: args.json,
+    })
+}
+
+/// `--limit`: names or globs; every pattern must match some agent, so a
+/// typo cannot silently shrink a rollout to nothing.
+fn select(agents: &[Agent], patterns: &[String]) -> Result<Vec<Agent>, Error> {
+    if patterns.is_empty() {
+        return Ok(agents.to_vec());
+    }
+    let mut set = GlobSetBuilder::new();
+    for p in patterns {
+        let glob = Glob::new(p).map_err(|e| Error::Limit {
+            pattern: p.clone(),
+            reason: e.to_string(),
+        })?;
+        if !agents.iter().any(|a| glob.compile_matcher().is_match(&a.name)) {
+            return Err(Error::LimitMatchesNothing(p.clone()));
+        }
+        set.add(glob);
+    }
+    let set = set.build().map_err(|e| Error::Limit {
+        pattern: patterns.join(","),
+        reason: e.to_string(),
+    })?;
+    Ok(agents
+        .iter()
+        .filter(|a| set.is_match(&a.name))
+        .cloned()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Role;
+    use crate::steps::testing::agent;
+
+    fn named(names: &[&str]) -> Vec<Agent> {
+        names
+            .iter()
+            .map(|n| Agent {
+                name: n.to_string(),
+                ..agent(Role::Private)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn limit_by_name_and_glob() {
+        let all = named(&["agent-1", "agent-2", "pub-1"]);
+        let names = |sel: Vec<Agent>| sel.into_iter().map(|a| a.name).collect::<Vec<_>>();
+        assert_eq!(names(select(&all, &[]).unwrap()).len(), 3);
+        assert_eq!(
+            names(select(&all, &["agent-*".into()]).unwrap()),
+            ["agent-1", "agent-2"]
+        );
+        assert_eq!(
+            names(select(&all, &["pub-1".into(), "agent-2".into()]).unwrap()),
+            ["agent-2", "pub-1"]
+        );
+        assert!(matches!(
+            select(&all, &["agnet-*".into()]),
+            Err(Error::LimitMatchesNothing(_))
+        ));
+        assert!(matches!(select(&all, &["[".into()]), Err(Error::Limit { .. })));
+    }
+}

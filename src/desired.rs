@@ -1,0 +1,356 @@
+//! The desired state of one agent: every file, binary and container that
+//! calico-rollout manages there, rendered from the inventory and templates
+//! before any host is contacted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::{Value, context};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::inventory::{Agent, ImageRef, Inventory, RemotePath, Role};
+use crate::templates::{self, Templates};
+
+/// Where calico-rollout keeps its own state on an agent.
+pub const STATE_DIR: &str = "/var/lib/calico-rollout";
+pub const ETCD_PROXY_UNIT: &str = "calico-etcd-proxy";
+pub const DOCKER_UNIT: &str = "docker";
+pub const DAEMON_JSON_PATH: &str = "/etc/docker/daemon.json";
+pub const CNI_CONFIG_NAME: &str = "calico.cni";
+pub const NODE_CONTAINER: &str = "calico-node";
+pub const LIBNETWORK_CONTAINER: &str = "calico-libnetwork";
+/// The container label that records which spec a container was started from.
+pub const SPEC_LABEL: &str = "org.projectcalico.rollout.spec";
+
+pub fn stage_path(sha256: &str) -> String {
+    format!("{STATE_DIR}/stage/{sha256}")
+}
+
+pub fn pending_path(unit: &str) -> String {
+    format!("{STATE_DIR}/pending/{unit}")
+}
+
+/// Backups live outside the managed folders: Mesos loads every file in the
+/// CNI config folder, so a `calico.cni` backup beside the original would be
+/// a second network named "calico" and the agent would refuse to start.
+pub fn backup_path(target: &str) -> String {
+    format!("{STATE_DIR}/backup{target}")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A small file rendered in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedFile {
+    pub path: RemotePath,
+    pub content: Arc<[u8]>,
+    pub sha256: String,
+    pub mode: u32,
+}
+
+impl ManagedFile {
+    pub(crate) fn new(path: RemotePath, content: impl Into<Vec<u8>>, mode: u32) -> Self {
+        let content: Vec<u8> = content.into();
+        ManagedFile {
+            sha256: sha256_hex(&content),
+            content: content.into(),
+            path,
+            mode,
+        }
+    }
+}
+
+/// A binary pushed from the operator's machine; hashed once, streamed from
+/// disk to each host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub name: String,
+    pub local: PathBuf,
+    pub path: RemotePath,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DockerDesired {
+    /// The daemon.json keys calico-rollout manages, merged into the file.
+    pub managed: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CniDesired {
+    pub binaries: Arc<[Binary]>,
+    pub config: ManagedFile,
+    pub unit: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: &'static str,
+    pub image: ImageRef,
+    /// `docker run` options from the template, passed through quoted.
+    pub options: Vec<String>,
+    /// Environment, kept in a root-only file so values never appear in argv.
+    pub env_file: ManagedFile,
+    /// Hash of image, options and environment: a running container with a
+    /// different hash is replaced.
+    pub spec_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub etcd_proxy: Option<EtcdProxyDesired>,
+    pub docker: Option<DockerDesired>,
+    pub cni: Option<CniDesired>,
+    pub libnetwork: Option<ContainerSpec>,
+    pub node: Option<ContainerSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EtcdProxyDesired {
+    pub unit_file: ManagedFile,
+    pub binary: RemotePath,
+}
+
+/// Hashes the CNI binaries once for the whole run.
+pub fn hash_binaries(inv: &Inventory) -> Result<Arc<[Binary]>, Error> {
+    let mut out = Vec::new();
+    for b in &inv.cni.binaries {
+        let (sha256, size) = hash_file(&b.local_path)?;
+        out.push(Binary {
+            name: b.name.clone(),
+            local: b.local_path.clone(),
+            path: inv.cni.plugin_dir.join(&b.name),
+            sha256,
+            size,
+        });
+    }
+    Ok(out.into())
+}
+
+fn hash_file(path: &Path) -> Result<(String, u64), Error> {
+    use std::io::Read;
+    let err = |e: std::io::Error| Error::LocalFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// The cluster store Docker should use: the override, else the local proxy,
+/// else the first real endpoint.
+pub fn cluster_store(inv: &Inventory) -> String {
+    if let Some(store) = &inv.docker.cluster_store {
+        return store.clone();
+    }
+    if inv.etcd.proxy {
+        "etcd://127.0.0.1:2379".to_string()
+    } else {
+        format!("etcd://{}", inv.etcd.endpoints[0].host_port())
+    }
+}
+
+/// What Calico and the CNI plugin use to reach etcd.
+fn client_endpoints(inv: &Inventory) -> String {
+    if inv.etcd.proxy {
+        "http://127.0.0.1:2379".to_string()
+    } else {
+        inv.etcd
+            .endpoints
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn template_context(inv: &Inventory, agent: &Agent) -> Value {
+    let endpoints: Vec<String> = inv.etcd.endpoints.iter().map(|e| e.to_string()).collect();
+    let gateway: Vec<String> = inv.etcd.endpoints.iter().map(|e| e.host_port()).collect();
+    context! {
+        agent => context! {
+            name => agent.name.clone(),
+            address => agent.address.clone(),
+            role => match agent.role { Role::Private => "private", Role::Public => "public" },
+        },
+        etcd => context! {
+            endpoints => endpoints,
+            gateway_endpoints => gateway.join(","),
+            client_endpoints => client_endpoints(inv),
+            proxy => inv.etcd.proxy,
+            binary => inv.etcd.binary.as_str(),
+        },
+        docker => context! { cluster_store => cluster_store(inv) },
+        cni => context! {
+            plugin_dir => inv.cni.plugin_dir.as_str(),
+            config_dir => inv.cni.config_dir.as_str(),
+        },
+        node => context! { image => inv.node.image.as_str() },
+        libnetwork => context! { image => inv.libnetwork.image.as_str() },
+    }
+}
+
+/// Renders the desired state of one agent.
+pub fn for_agent(
+    inv: &Inventory,
+    agent: &Agent,
+    templates: &Templates,
+    binaries: &Arc<[Binary]>,
+) -> Result<Desired, Error> {
+    let ctx = template_context(inv, agent);
+
+    let etcd_proxy = if inv.etcd.proxy {
+        let unit = templates.render(templates::ETCD_PROXY_UNIT, &ctx)?;
+        Some(EtcdProxyDesired {
+            unit_file: ManagedFile::new(
+                remote(&format!("/etc/systemd/system/{ETCD_PROXY_UNIT}.service")),
+                unit,
+                0o644,
+            ),
+            binary: inv.etcd.binary.clone(),
+        })
+    } else {
+        None
+    };
+
+    let docker = if inv.docker.enabled {
+        let rendered = templates.render_json(templates::DAEMON_JSON, &ctx)?;
+        let serde_json::Value::Object(managed) = rendered else {
+            return Err(Error::Template {
+                name: templates::DAEMON_JSON.into(),
+                reason: "must render a JSON object".into(),
+            });
+        };
+        Some(DockerDesired { managed })
+    } else {
+        None
+    };
+
+    let cni = if inv.cni.enabled {
+        let rendered = templates.render_json(templates::CALICO_CNI, &ctx)?;
+        let mut text = serde_json::to_string_pretty(&rendered).expect("JSON value serializes");
+        text.push('\n');
+        Some(CniDesired {
+            binaries: binaries.clone(),
+            config: ManagedFile::new(inv.cni.config_dir.join(CNI_CONFIG_NAME), text, 0o644),
+            unit: agent.role.mesos_unit(),
+        })
+    } else {
+        None
+    };
+
+    let container = |name: &'static str,
+                     template: &str,
+                     cfg: &crate::inventory::ContainerConfig|
+     -> Result<Option<ContainerSpec>, Error> {
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        let rendered = templates.render_json(template, &ctx)?;
+        container_spec(name, template, &rendered, cfg).map(Some)
+    };
+    let libnetwork = container(
+        LIBNETWORK_CONTAINER,
+        templates::LIBNETWORK_CONTAINER,
+        &inv.libnetwork,
+    )?;
+    let node = container(NODE_CONTAINER, templates::NODE_CONTAINER, &inv.node)?;
+
+    Ok(Desired {
+        etcd_proxy,
+        docker,
+        cni,
+        libnetwork,
+        node,
+    })
+}
+
+/// Options calico-rollout sets itself; a template that sets them would fight
+/// the tool over the container's identity.
+const RESERVED_OPTIONS: [&str; 6] = ["--name", "-d", "--detach", "--env-file", "-e", "--env"];
+
+pub(crate) fn container_spec(
+    name: &'static str,
+    template: &str,
+    rendered: &serde_json::Value,
+    cfg: &crate::inventory::ContainerConfig,
+) -> Result<ContainerSpec, Error> {
+    let bad = |reason: String| Error::Template {
+        name: template.to_string(),
+        reason,
+    };
+    let options: Vec<String> = match rendered.get("options") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad(format!("options must be strings, found {v}")))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(bad(format!("options must be a list, found {other}"))),
+    };
+    for opt in &options {
+        let flag = opt.split('=').next().unwrap_or_default();
+        if RESERVED_OPTIONS.contains(&flag) || flag == "-l" || flag == "--label" {
+            return Err(bad(format!(
+                "option {opt:?} is set by calico-rollout itself; use \"env\" for environment"
+            )));
+        }
+    }
+    let mut env = std::collections::BTreeMap::new();
+    match rendered.get("env") {
+        None => {}
+        Some(serde_json::Value::Object(map)) => {
+            for (k, v) in map {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| bad(format!("env {k} must be a string, found {v}")))?;
+                env.insert(k.clone(), v.to_string());
+            }
+        }
+        Some(other) => return Err(bad(format!("env must be an object, found {other}"))),
+    }
+    // The inventory's env wins over the template's.
+    env.extend(cfg.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut env_text = String::new();
+    for (k, v) in &env {
+        if v.contains('\n') || v.contains('\0') {
+            return Err(bad(format!("env {k} has a newline, which an env file cannot carry")));
+        }
+        env_text.push_str(&format!("{k}={v}\n"));
+    }
+    let env_file = ManagedFile::new(remote(&format!("/etc/calico/{name}.env")), env_text, 0o600);
+    let spec = serde_json::json!({
+        "image": cfg.image.as_str(),
+        "options": options,
+        "env_sha256": env_file.sha256,
+    });
+    Ok(ContainerSpec {
+        name,
+        image: cfg.image.clone(),
+        options,
+        spec_hash: sha256_hex(spec.to_string().as_bytes()),
+        env_file,
+    })
+}
+
+fn remote(path: &str) -> RemotePath {
+    path.parse().expect("built-in paths are valid")
+}

@@ -1,0 +1,83 @@
+//! calico-rollout: install and upgrade Calico on DC/OS agents over SSH.
+//!
+//! The pipeline: `config` (inventory → validated run) → `rollout`
+//! (preflight/facts → plan → stage → batches) → `report`, over the
+//! `transport` seam whose SSH implementation does the talking.
+
+mod cli;
+mod config;
+mod desired;
+mod error;
+mod facts;
+mod inventory;
+mod remote;
+mod report;
+mod rollout;
+mod shell;
+mod steps;
+mod templates;
+mod transport;
+mod ui;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::Cli;
+use crate::error::Error;
+use crate::report::Reporter;
+
+fn main() -> color_eyre::Result<()> {
+    color_eyre::install()?;
+    let cli = Cli::parse();
+    let level = match cli.command.args().verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("CALICO_ROLLOUT_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let code = match runtime.block_on(run(&cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("calico-rollout: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn run(cli: &Cli) -> Result<i32, Error> {
+    let config = config::from_command(&cli.command)?;
+    let progress = Arc::new(ui::Progress::new());
+    let reporter: Arc<dyn Reporter> = progress.clone();
+    let opts = rollout::Options {
+        forks: config.forks,
+        dry_run: config.dry_run,
+        rollout: config.inventory.rollout.clone(),
+    };
+    let connector = Arc::new(transport::ssh::SshConnector::new());
+    let report = rollout::run(connector, config.hosts, opts, reporter).await;
+    progress.finish();
+
+    let human = if report.dry_run {
+        report::render_plan(&report)
+    } else {
+        report::render_table(&report)
+    };
+    eprint!("\n{human}");
+    if config.json {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", report.to_json())?;
+    }
+    Ok(report.exit_code())
+}

@@ -1,0 +1,226 @@
+//! The shell scripts behind each remote operation. Every value is quoted;
+//! file contents arrive on stdin or from the stage area, never in argv.
+
+use crate::desired::{STATE_DIR, backup_path, pending_path, stage_path};
+use crate::shell::{Cmd, quote};
+use crate::steps::Gate;
+
+/// Checks that `$tmp` holds exactly the expected bytes before anything
+/// replaces a live file: a cut connection must never install half a file.
+fn verify(sha256: &str, what: &str) -> String {
+    format!(
+        "got=$(sha256sum < \"$tmp\"); got=${{got%% *}}\n\
+         if [ \"$got\" != {sha} ]; then echo {msg}\" has sha256 $got, expected \"{sha} >&2; exit 1; fi\n",
+        sha = quote(sha256),
+        msg = quote(&format!("refusing to install {what}: the received file")),
+    )
+}
+
+/// Installs a file atomically: the bytes go to a temp file in the target's
+/// folder, are checked against their hash, then renamed over the target.
+/// The previous version is kept under the state folder first.
+pub fn install(target: &str, mode: u32, sha256: &str, from_stage: bool) -> String {
+    let (dir, name) = target.rsplit_once('/').expect("remote paths are absolute");
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let backup = backup_path(target);
+    let backup_dir = backup.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
+    let fill = if from_stage {
+        format!("cat -- {} > \"$tmp\"\n", quote(&stage_path(sha256)))
+    } else {
+        "cat > \"$tmp\"\n".to_string()
+    };
+    format!(
+        "set -eu\n\
+         mkdir -p -- {dir}\n\
+         tmp=$(mktemp -- {template})\n\
+         trap 'rm -f -- \"$tmp\"' EXIT\n\
+         {fill}\
+         {verify}\
+         chmod {mode:o} -- \"$tmp\"\n\
+         if [ -e {target} ]; then\n  \
+           mkdir -p -- {backup_dir}\n  \
+           cp -p -- {target} {backup_tmp}\n  \
+           mv -f -- {backup_tmp} {backup}\n\
+         fi\n\
+         sync -- \"$tmp\" 2>/dev/null || sync\n\
+         mv -f -- \"$tmp\" {target}\n\
+         trap - EXIT\n",
+        dir = quote(dir),
+        template = quote(&format!("{dir}/.{name}.calico-rollout.XXXXXX")),
+        verify = verify(sha256, target),
+        target = quote(target),
+        backup_dir = quote(backup_dir),
+        backup_tmp = quote(&format!("{backup}.tmp")),
+        backup = quote(&backup),
+    )
+}
+
+/// Receives a binary on stdin into the stage area, named by its hash.
+pub fn stage(sha256: &str) -> String {
+    let dir = format!("{STATE_DIR}/stage");
+    format!(
+        "set -eu\n\
+         mkdir -p -m 700 -- {dir}\n\
+         tmp=$(mktemp -- {template})\n\
+         trap 'rm -f -- \"$tmp\"' EXIT\n\
+         cat > \"$tmp\"\n\
+         {verify}\
+         mv -f -- \"$tmp\" {dest}\n\
+         trap - EXIT\n",
+        dir = quote(&dir),
+        template = quote(&format!("{dir}/.upload.XXXXXX")),
+        verify = verify(sha256, "a staged upload"),
+        dest = quote(&stage_path(sha256)),
+    )
+}
+
+pub fn mark_pending(unit: &str) -> String {
+    let path = pending_path(unit);
+    let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
+    format!(
+        "mkdir -p -- {} && : > {}",
+        quote(dir),
+        quote(&path)
+    )
+}
+
+pub fn clear_pending(unit: &str) -> String {
+    Cmd::new("rm").arg("-f").arg("--").arg(pending_path(unit)).to_string()
+}
+
+/// Clears systemd's start limit first: docker.service allows three starts a
+/// minute, and an earlier attempt must not make this one fail.
+pub fn restart(unit: &str) -> String {
+    format!(
+        "{} >/dev/null 2>&1 || true\n{}",
+        Cmd::new("systemctl").arg("reset-failed").arg("--").arg(unit),
+        Cmd::new("systemctl").arg("restart").arg("--").arg(unit),
+    )
+}
+
+/// One check of a health gate; exit 0 means healthy. For containers the
+/// caller also reads `docker inspect`'s JSON from stdout.
+pub fn gate(gate: &Gate) -> String {
+    let active = |unit: &str| {
+        Cmd::new("systemctl")
+            .arg("is-active")
+            .arg("--quiet")
+            .arg("--")
+            .arg(unit)
+            .to_string()
+    };
+    let curl = |url: &str| {
+        Cmd::new("curl")
+            .arg("-fsS")
+            .arg("--max-time")
+            .arg("3")
+            .arg("-o")
+            .arg("/dev/null")
+            .arg("--")
+            .arg(url)
+            .to_string()
+    };
+    match gate {
+        Gate::EtcdGateway => format!(
+            "{} && {}",
+            active(crate::desired::ETCD_PROXY_UNIT),
+            curl("http://127.0.0.1:2379/health")
+        ),
+        Gate::Docker => format!(
+            "{} && {} >/dev/null",
+            active(crate::desired::DOCKER_UNIT),
+            Cmd::new("docker")
+                .arg("version")
+                .arg("--format")
+                .arg("{{.Server.Version}}")
+        ),
+        Gate::Mesos {
+            unit,
+            address,
+            port,
+        } => {
+            let host = if address.contains(':') {
+                format!("[{address}]")
+            } else {
+                address.clone()
+            };
+            format!(
+                "{} && {}",
+                active(unit),
+                curl(&format!("http://{host}:{port}/health"))
+            )
+        }
+        Gate::Container { name } => Cmd::new("docker")
+            .arg("inspect")
+            .arg("--type")
+            .arg("container")
+            .arg("--")
+            .arg(name)
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Runs a script under the local sh, the way the agent would.
+    fn sh(script: &str, stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn install_replaces_atomically_and_refuses_damaged_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("conf dir").join("it's.json");
+        let target = target.to_str().unwrap();
+        let new = b"{\"new\": true}\n";
+        let sha = crate::desired::sha256_hex(new);
+
+        // Installing somewhere the state folder cannot be written is fine
+        // when there is nothing to back up yet.
+        let out = sh(&install(target, 0o640, &sha, false), new);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(target).unwrap(), new);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+
+        // A truncated transfer leaves the old file in place and no temp file.
+        let out = sh(&install(target, 0o640, &sha, false), b"{\"ne");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to install"));
+        assert_eq!(std::fs::read(target).unwrap(), new);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("conf dir"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    }
+
+    #[test]
+    fn gate_scripts_quote_their_values() {
+        let s = gate(&Gate::Mesos {
+            unit: "dcos-mesos-slave".into(),
+            address: "fd00::1".into(),
+            port: 5051,
+        });
+        assert!(s.contains("http://[fd00::1]:5051/health"), "{s}");
+        assert!(s.starts_with("systemctl is-active --quiet -- dcos-mesos-slave &&"), "{s}");
+        let s = gate(&Gate::Container {
+            name: "calico-node".into(),
+        });
+        assert_eq!(s, "docker inspect --type container -- calico-node");
+    }
+}

@@ -1,0 +1,152 @@
+//! The outcome of a run: one row per host, one cell per step, and the exit
+//! code that summarises it. `render` prints it for people; the model itself
+//! serialises to the `--json` form.
+
+mod events;
+mod render;
+
+use serde::Serialize;
+
+use crate::error::exit;
+use crate::steps::StepName;
+
+pub use events::{Event, Reporter, Silent};
+pub use render::{render_plan, render_table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Changed,
+    Skipped,
+    Failed,
+    Unreachable,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::Unreachable => "unreachable",
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Failed | Status::Unreachable)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub step: StepName,
+    pub status: Status,
+    pub message: String,
+    /// Whether the step restarted a service on this host.
+    pub restarted: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub steps: Vec<StepResult>,
+}
+
+impl HostReport {
+    pub fn failed(&self) -> bool {
+        self.steps.iter().any(|s| s.status.is_failure())
+    }
+}
+
+/// Why a rollout ended before every host was done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Halt {
+    /// Too many hosts failed preflight: nothing was changed anywhere.
+    Preflight(String),
+    /// The failure budget ran out mid-rollout.
+    Budget(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// True for `plan`: cells say what apply would do.
+    pub dry_run: bool,
+    pub hosts: Vec<HostReport>,
+    pub halt: Option<Halt>,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> i32 {
+        match &self.halt {
+            Some(Halt::Preflight(_)) => exit::PREFLIGHT,
+            Some(Halt::Budget(_)) => exit::STOPPED,
+            None if self.hosts.iter().any(HostReport::failed) => exit::HOST_FAILED,
+            None => exit::SUCCESS,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&self.hosts).expect("report serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(statuses: &[Status]) -> HostReport {
+        HostReport {
+            host: "agent-1".into(),
+            steps: statuses
+                .iter()
+                .zip(StepName::ALL)
+                .map(|(&status, step)| StepResult {
+                    step,
+                    status,
+                    message: String::new(),
+                    restarted: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn exit_codes() {
+        use Status::*;
+        let report = |hosts, halt| Report {
+            dry_run: false,
+            hosts,
+            halt,
+        };
+        let fine = host(&[Ok, Changed, Skipped, Ok, Ok]);
+        let bad = host(&[Ok, Failed, Skipped, Skipped, Skipped]);
+        let gone = host(&[Unreachable; 5]);
+        assert_eq!(report(vec![fine.clone()], None).exit_code(), 0);
+        assert_eq!(report(vec![fine.clone(), bad], None).exit_code(), 4);
+        assert_eq!(report(vec![gone.clone()], None).exit_code(), 4);
+        assert_eq!(
+            report(vec![gone.clone()], Some(Halt::Preflight("x".into()))).exit_code(),
+            3
+        );
+        assert_eq!(
+            report(vec![fine, gone], Some(Halt::Budget("x".into()))).exit_code(),
+            5
+        );
+    }
+
+    #[test]
+    fn json_shape_is_one_object_per_host() {
+        let r = Report {
+            dry_run: false,
+            hosts: vec![host(&[Status::Changed; 5])],
+            halt: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v[0]["host"], "agent-1");
+        assert_eq!(v[0]["steps"][0]["step"], "etcd-proxy");
+        assert_eq!(v[0]["steps"][0]["status"], "changed");
+        assert_eq!(v[0]["steps"][0]["message"], "");
+    }
+}

@@ -1,0 +1,180 @@
+//! cni: the calico and calico-ipam plugins and calico.cni, then a restart of
+//! the Mesos agent unit when its configuration changed.
+
+use std::collections::BTreeSet;
+
+use super::{Action, Change, Gate, Plan, Restart, Source, differs, pending_restart};
+use crate::desired::{CniDesired, stage_path};
+use crate::facts::Facts;
+use crate::inventory::{Agent, Role};
+use crate::shell::Cmd;
+
+pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
+    let Some(want) = want else {
+        return Plan::Skipped("cni.enabled is false".into());
+    };
+    let unit = want.unit;
+    if !facts.unit_files.contains_key(unit) {
+        let other = match agent.role {
+            Role::Private => Role::Public,
+            Role::Public => Role::Private,
+        }
+        .mesos_unit();
+        return Plan::Refused(if facts.unit_files.contains_key(other) {
+            format!(
+                "this agent runs {other}, not {unit}: fix its role in the inventory (role: {})",
+                if other == Role::Public.mesos_unit() { "public" } else { "private" }
+            )
+        } else {
+            format!("unit {unit}.service not found: is this a DC/OS agent?")
+        });
+    }
+
+    let mut change = Change::default();
+    let mut staged_now = BTreeSet::new();
+    for bin in want.binaries.iter() {
+        if facts.hashes.get(bin.path.as_str()) == Some(&bin.sha256) {
+            continue;
+        }
+        // calico and calico-ipam are often the same file: upload it once.
+        if !facts.staged.contains(&bin.sha256) && staged_now.insert(bin.sha256.clone()) {
+            change.stage.push(Action::Stage {
+                local: bin.local.clone(),
+                sha256: bin.sha256.clone(),
+            });
+        }
+        change.summary.push(format!(
+            "install {} (sha256 {}…, {} bytes)",
+            bin.path,
+            &bin.sha256[..12],
+            bin.size
+        ));
+        change.apply.push(Action::Install {
+            target: bin.path.clone(),
+            source: Source::Staged,
+            sha256: bin.sha256.clone(),
+            mode: 0o755,
+        });
+    }
+    if !change.apply.is_empty() {
+        let shas: BTreeSet<&str> = want
+            .binaries
+            .iter()
+            .map(|b| b.sha256.as_str())
+            .collect();
+        change.apply.push(Action::Run {
+            what: "clear the stage area".into(),
+            script: Cmd::new("rm")
+                .arg("-f")
+                .arg("--")
+                .args(shas.iter().map(|s| stage_path(s)))
+                .to_string(),
+        });
+    }
+    // Plugins are executed per task, so new binaries alone need no restart;
+    // the agent reads calico.cni only when it starts.
+    let config_changed = differs(facts, &want.config);
+    if config_changed {
+        change.summary.push(format!("write {}", want.config.path));
+        change.apply.push(Action::MarkPending { unit: unit.into() });
+        change.apply.push(Action::install(&want.config));
+    }
+    if config_changed || pending_restart(facts, unit) {
+        change.summary.push(format!("restart {unit}"));
+        change.restart = Some(Restart {
+            unit: unit.into(),
+            gate: Gate::Mesos {
+                unit: unit.into(),
+                address: agent.address.clone(),
+                port: agent.role.mesos_port(),
+            },
+        });
+    }
+    if change == Change::default() {
+        Plan::Ok
+    } else {
+        Plan::Change(change)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::testing::{agent, converged_facts, desired, fresh_facts};
+
+    #[test]
+    fn fresh_agent_stages_binaries_then_installs_and_restarts() {
+        let want = desired();
+        let Plan::Change(c) = plan(&agent(Role::Private), want.cni.as_ref(), &fresh_facts()) else {
+            panic!("expected a change")
+        };
+        assert_eq!(c.stage.len(), 2, "two distinct binaries are uploaded");
+        let installs = c
+            .apply
+            .iter()
+            .filter(|a| matches!(a, Action::Install { .. }))
+            .count();
+        assert_eq!(installs, 3, "two binaries and calico.cni");
+        let restart = c.restart.unwrap();
+        assert_eq!(restart.unit, "dcos-mesos-slave");
+        assert_eq!(
+            restart.gate,
+            Gate::Mesos {
+                unit: "dcos-mesos-slave".into(),
+                address: "10.0.0.11".into(),
+                port: 5051
+            }
+        );
+    }
+
+    #[test]
+    fn binary_upgrade_alone_does_not_restart_the_agent() {
+        let want = desired();
+        let mut facts = converged_facts(&want);
+        let calico = &want.cni.as_ref().unwrap().binaries[0];
+        facts.hashes.insert(calico.path.to_string(), "0".repeat(64));
+        let Plan::Change(c) = plan(&agent(Role::Private), want.cni.as_ref(), &facts) else {
+            panic!("expected a change")
+        };
+        assert_eq!(c.stage.len(), 1);
+        assert!(c.restart.is_none());
+    }
+
+    #[test]
+    fn already_staged_binaries_are_not_sent_again() {
+        let want = desired();
+        let mut facts = fresh_facts();
+        for b in want.cni.as_ref().unwrap().binaries.iter() {
+            facts.staged.insert(b.sha256.clone());
+        }
+        let Plan::Change(c) = plan(&agent(Role::Private), want.cni.as_ref(), &facts) else {
+            panic!("expected a change")
+        };
+        assert!(c.stage.is_empty());
+    }
+
+    #[test]
+    fn table() {
+        let want = desired();
+        let cni = want.cni.as_ref();
+        let converged = converged_facts(&want);
+        let mut public_unit = converged.clone();
+        public_unit.unit_files.remove("dcos-mesos-slave");
+        public_unit
+            .unit_files
+            .insert("dcos-mesos-slave-public".into(), String::new());
+        let mut no_unit = converged.clone();
+        no_unit.unit_files.remove("dcos-mesos-slave");
+
+        assert_eq!(plan(&agent(Role::Private), cni, &converged), Plan::Ok);
+        assert!(matches!(plan(&agent(Role::Private), None, &converged), Plan::Skipped(_)));
+        match plan(&agent(Role::Private), cni, &public_unit) {
+            Plan::Refused(why) => assert!(why.contains("role: public"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        match plan(&agent(Role::Private), cni, &no_unit) {
+            Plan::Refused(why) => assert!(why.contains("not found"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! docker: merge the managed keys into /etc/docker/daemon.json and restart
+//! docker, refusing whatever would keep dockerd from starting again.
+
+use serde_json::{Map, Value};
+
+use super::{Action, Change, Gate, Plan, Restart, Source, pending_restart};
+use crate::desired::{DAEMON_JSON_PATH, DOCKER_UNIT, DockerDesired, sha256_hex};
+use crate::facts::{Facts, Version};
+
+/// Keys Docker 23.0 removed: dockerd 23+ refuses to start with any of them.
+const REMOVED_IN_23: [&str; 3] = ["cluster-store", "cluster-advertise", "cluster-store-opts"];
+
+/// A daemon.json that needs writing, and the managed keys that differ.
+#[derive(Debug)]
+pub struct Merged {
+    pub bytes: Vec<u8>,
+    pub changed_keys: Vec<String>,
+}
+
+/// Merges `managed` into the agent's daemon.json. Every other key, and the
+/// order of keys, is kept. Returns `None` when every managed key already has
+/// its value (compared as JSON, not as bytes, so a file formatted
+/// differently is not rewritten and docker not restarted).
+pub fn merge_daemon_json(
+    existing: Option<&[u8]>,
+    managed: &Map<String, Value>,
+) -> Result<Option<Merged>, String> {
+    let mut doc = match existing {
+        None => Map::new(),
+        Some(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
+        Some(bytes) => match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(format!("{DAEMON_JSON_PATH} is not a JSON object")),
+            Err(e) => return Err(format!("{DAEMON_JSON_PATH} is not valid JSON ({e})")),
+        },
+    };
+    let changed_keys: Vec<String> = managed
+        .iter()
+        .filter(|(k, v)| doc.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if changed_keys.is_empty() {
+        return Ok(None);
+    }
+    for (k, v) in managed {
+        doc.insert(k.clone(), v.clone());
+    }
+    let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc)).expect("JSON serializes");
+    bytes.push(b'\n');
+    Ok(Some(Merged {
+        bytes,
+        changed_keys,
+    }))
+}
+
+/// Flags set on dockerd's own command line in the docker unit.
+fn flag_set_in_unit(unit_file: &str, key: &str) -> bool {
+    let flag = format!("--{key}");
+    unit_file
+        .lines()
+        .filter(|l| l.trim_start().starts_with("ExecStart="))
+        .flat_map(|l| l.split_whitespace())
+        .any(|word| word == flag || word.starts_with(&format!("{flag}=")))
+}
+
+pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
+    let Some(want) = want else {
+        return Plan::Skipped("docker.enabled is false: the docker daemon is left alone".into());
+    };
+    if REMOVED_IN_23.iter().any(|k| want.managed.contains_key(*k)) {
+        match &facts.docker_version {
+            Err(e) => {
+                return Plan::Refused(format!(
+                    "cannot tell the Docker version ({e}); {DAEMON_JSON_PATH} left untouched"
+                ));
+            }
+            Ok(v) if *v >= Version(23, 0, 0) => {
+                return Plan::Refused(format!(
+                    "Docker {v} refuses to start with cluster-store in daemon.json (removed in Docker 23.0); \
+                     {DAEMON_JSON_PATH} left untouched. Set docker.enabled: false for this cluster, \
+                     or run Docker 20.10 on the agents"
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    if let Some(unit_file) = facts.unit_files.get(DOCKER_UNIT)
+        && let Some(key) = want.managed.keys().find(|k| flag_set_in_unit(unit_file, k))
+    {
+        return Plan::Refused(format!(
+            "the docker unit already passes --{key} to dockerd; dockerd refuses a setting given both \
+             as a flag and in daemon.json. Remove the flag, or set docker.enabled: false"
+        ));
+    }
+    let merged = match merge_daemon_json(facts.daemon_json.as_deref(), &want.managed) {
+        Ok(m) => m,
+        Err(e) => return Plan::Refused(format!("{e}: fix it by hand; it was left untouched")),
+    };
+    let mut change = Change::default();
+    if let Some(Merged {
+        bytes,
+        changed_keys,
+    }) = merged
+    {
+        change.summary.push(format!(
+            "set {} in {DAEMON_JSON_PATH}",
+            changed_keys.join(", ")
+        ));
+        change.apply.push(Action::MarkPending {
+            unit: DOCKER_UNIT.into(),
+        });
+        change.apply.push(Action::Install {
+            target: DAEMON_JSON_PATH.parse().expect("valid path"),
+            sha256: sha256_hex(&bytes),
+            source: Source::Bytes(bytes.into()),
+            mode: 0o644,
+        });
+    }
+    if !change.apply.is_empty() || pending_restart(facts, DOCKER_UNIT) {
+        change.summary.push("restart docker".into());
+        change.restart = Some(Restart {
+            unit: DOCKER_UNIT.into(),
+            gate: Gate::Docker,
+        });
+        Plan::Change(change)
+    } else {
+        Plan::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::testing::{converged_facts, desired, fresh_facts};
+    use serde_json::json;
+
+    fn managed() -> Map<String, Value> {
+        json!({"cluster-store": "etcd://127.0.0.1:2379"})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn merge_keeps_every_other_key_in_order() {
+        let existing = br#"{"debug": false, "log-opts": {"max-size": "50m"}, "storage-driver": "overlay2"}"#;
+        let out = merge_daemon_json(Some(existing), &managed()).unwrap().unwrap();
+        assert_eq!(out.changed_keys, ["cluster-store"]);
+        let text = String::from_utf8(out.bytes).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            doc,
+            json!({"debug": false, "log-opts": {"max-size": "50m"}, "storage-driver": "overlay2",
+                   "cluster-store": "etcd://127.0.0.1:2379"})
+        );
+        let order: Vec<&String> = doc.as_object().unwrap().keys().collect();
+        assert_eq!(order, ["debug", "log-opts", "storage-driver", "cluster-store"]);
+        assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn merge_table() {
+        let cases: [(Option<&[u8]>, Result<bool, &str>); 6] = [
+            (None, Ok(true)),
+            (Some(b""), Ok(true)),
+            (Some(br#"{"cluster-store":"etcd://127.0.0.1:2379"}"#), Ok(false)),
+            (
+                Some(b"{\n    \"cluster-store\" : \"etcd://127.0.0.1:2379\", \"debug\": true }"),
+                Ok(false),
+            ),
+            (Some(br#"{"cluster-store":"zk://old:2181"}"#), Ok(true)),
+            (Some(b"{ not json"), Err("not valid JSON")),
+        ];
+        for (input, want) in cases {
+            let got = merge_daemon_json(input, &managed());
+            match (got, want) {
+                (Ok(out), Ok(changes)) => assert_eq!(out.is_some(), changes, "{input:?}"),
+                (Err(e), Err(msg)) => assert!(e.contains(msg), "{e}"),
+                (got, want) => panic!("{input:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        assert!(merge_daemon_json(Some(b"[1]"), &managed()).is_err());
+    }
+
+    #[test]
+    fn plan_table() {
+        let want = desired();
+        let d = want.docker.as_ref();
+        let fresh = fresh_facts();
+        let mut new_docker = fresh_facts();
+        new_docker.docker_version = Ok(Version(24, 0, 7));
+        let mut flag = fresh_facts();
+        flag.unit_files.insert(
+            DOCKER_UNIT.into(),
+            "[Service]\nExecStart=/usr/bin/dockerd --cluster-store=etcd://x:2379\n".into(),
+        );
+        let mut broken = fresh_facts();
+        broken.daemon_json = Some(b"{oops".to_vec());
+        let mut pending = converged_facts(&want);
+        pending.pending.insert(DOCKER_UNIT.into());
+
+        let refused = |p: Plan, needle: &str| match p {
+            Plan::Refused(why) => assert!(why.contains(needle), "{why}"),
+            other => panic!("expected refusal with {needle:?}, got {other:?}"),
+        };
+        refused(plan(d, &new_docker), "Docker 24.0.7 refuses");
+        refused(plan(d, &flag), "--cluster-store");
+        refused(plan(d, &broken), "not valid JSON");
+        assert_eq!(plan(d, &converged_facts(&want)), Plan::Ok);
+        assert!(matches!(plan(None, &fresh), Plan::Skipped(_)));
+
+        let Plan::Change(c) = plan(d, &fresh) else {
+            panic!("fresh agent needs a change")
+        };
+        assert_eq!(c.summary[0], "set cluster-store in /etc/docker/daemon.json");
+        assert_eq!(c.restart.unwrap().gate, Gate::Docker);
+        let Plan::Change(c) = plan(d, &pending) else {
+            panic!("a pending restart is finished")
+        };
+        assert!(c.apply.is_empty() && c.restart.is_some());
+    }
+}

@@ -1,0 +1,97 @@
+//! etcd-proxy: an etcd gateway on 127.0.0.1:2379 as an enabled systemd unit.
+
+use super::{Action, Change, Gate, Plan, Restart, differs, pending_restart};
+use crate::desired::{ETCD_PROXY_UNIT, EtcdProxyDesired};
+use crate::facts::Facts;
+use crate::shell::Cmd;
+
+pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
+    let Some(want) = want else {
+        return Plan::Skipped("etcd.proxy is false: clients use the etcd endpoints directly".into());
+    };
+    if !facts.etcd_binary_ok {
+        return Plan::Refused(format!(
+            "{} is not an executable file on the agent: install etcd there, or set etcd.binary",
+            want.binary
+        ));
+    }
+    let unit = ETCD_PROXY_UNIT;
+    let mut change = Change::default();
+    let file_changed = differs(facts, &want.unit_file);
+    if file_changed {
+        change.summary.push(format!("write {}", want.unit_file.path));
+        change.apply.push(Action::MarkPending { unit: unit.into() });
+        change.apply.push(Action::install(&want.unit_file));
+        change.apply.push(Action::Run {
+            what: "reload systemd".into(),
+            script: Cmd::new("systemctl").arg("daemon-reload").to_string(),
+        });
+    }
+    if facts.enabled.get(unit).map(String::as_str) != Some("enabled") {
+        change.summary.push(format!("enable {unit}"));
+        change.apply.push(Action::Run {
+            what: format!("enable {unit}"),
+            script: Cmd::new("systemctl")
+                .arg("enable")
+                .arg("--")
+                .arg(unit)
+                .to_string(),
+        });
+    }
+    let active = facts.active.get(unit).map(String::as_str) == Some("active");
+    if file_changed || !active || pending_restart(facts, unit) {
+        change.summary.push(if active {
+            format!("restart {unit}")
+        } else {
+            format!("start {unit}")
+        });
+        change.restart = Some(Restart {
+            unit: unit.into(),
+            gate: Gate::EtcdGateway,
+        });
+    }
+    if change == Change::default() {
+        Plan::Ok
+    } else {
+        Plan::Change(change)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::testing::{converged_facts, desired, fresh_facts};
+
+    #[test]
+    fn fresh_agent_gets_unit_enabled_and_started() {
+        let want = desired();
+        let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), &fresh_facts()) else {
+            panic!("expected a change");
+        };
+        assert!(matches!(c.apply[0], Action::MarkPending { .. }));
+        assert!(matches!(c.apply[1], Action::Install { .. }));
+        assert_eq!(c.restart.unwrap().gate, Gate::EtcdGateway);
+    }
+
+    #[test]
+    fn table() {
+        let want = desired();
+        let proxy = want.etcd_proxy.as_ref();
+        let mut stopped = converged_facts(&want);
+        stopped.active.insert(ETCD_PROXY_UNIT.into(), "failed".into());
+        let mut pending = converged_facts(&want);
+        pending.pending.insert(ETCD_PROXY_UNIT.into());
+        let mut no_binary = converged_facts(&want);
+        no_binary.etcd_binary_ok = false;
+
+        let restart_only = |p: Plan| match p {
+            Plan::Change(c) => c.apply.is_empty() && c.restart.is_some(),
+            _ => false,
+        };
+        assert_eq!(plan(proxy, &converged_facts(&want)), Plan::Ok);
+        assert!(restart_only(plan(proxy, &stopped)), "a stopped gateway is started");
+        assert!(restart_only(plan(proxy, &pending)), "an unfinished restart is redone");
+        assert!(matches!(plan(proxy, &no_binary), Plan::Refused(_)));
+        assert!(matches!(plan(None, &fresh_facts()), Plan::Skipped(_)));
+    }
+}

@@ -1,0 +1,189 @@
+//! The five steps as planners. A planner reads the desired state and the
+//! facts and decides what to do, with no I/O of its own, so every decision
+//! can be tested table-driven without SSH.
+
+mod cni;
+mod container;
+mod docker;
+mod etcd_proxy;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::desired::{Desired, ManagedFile};
+use crate::facts::Facts;
+use crate::inventory::{Agent, RemotePath};
+
+pub use docker::{Merged, merge_daemon_json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepName {
+    EtcdProxy,
+    Docker,
+    Cni,
+    Libnetwork,
+    Node,
+}
+
+impl StepName {
+    /// In the order a host runs them: each relies on the ones before it.
+    pub const ALL: [StepName; 5] = [
+        StepName::EtcdProxy,
+        StepName::Docker,
+        StepName::Cni,
+        StepName::Libnetwork,
+        StepName::Node,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::EtcdProxy => "etcd-proxy",
+            StepName::Docker => "docker",
+            StepName::Cni => "cni",
+            StepName::Libnetwork => "libnetwork",
+            StepName::Node => "node",
+        }
+    }
+
+    /// Whether the step's changes wait for the host's rolling batch. Only
+    /// the etcd gateway is changed up front: nothing else depends on it
+    /// until docker and calico restart.
+    pub fn in_batches(self) -> bool {
+        !matches!(self, StepName::EtcdProxy)
+    }
+}
+
+impl fmt::Display for StepName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the bytes of an installed file come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Small rendered content, sent over stdin.
+    Bytes(Arc<[u8]>),
+    /// A file already uploaded to the host's stage area under its hash.
+    Staged,
+}
+
+/// One remote operation. The executor turns each into one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Streams a local file into the host's stage area, named by its hash.
+    Stage { local: PathBuf, sha256: String },
+    /// Writes a file atomically, keeping the previous version as a backup.
+    Install {
+        target: RemotePath,
+        source: Source,
+        sha256: String,
+        mode: u32,
+    },
+    /// Records that `unit` must restart, so an interrupted run still
+    /// restarts it next time even though its files already match.
+    MarkPending { unit: String },
+    /// A privileged script; `what` is how the report describes it.
+    Run { what: String, script: String },
+}
+
+impl Action {
+    pub fn install(file: &ManagedFile) -> Action {
+        Action::Install {
+            target: file.path.clone(),
+            source: Source::Bytes(file.content.clone()),
+            sha256: file.sha256.clone(),
+            mode: file.mode,
+        }
+    }
+}
+
+/// How to tell that a restarted service is back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// The gateway answers on 127.0.0.1:2379 and reaches the cluster.
+    EtcdGateway,
+    /// The unit is active and the docker daemon answers.
+    Docker,
+    /// The unit is active and the agent's health endpoint answers.
+    Mesos {
+        unit: String,
+        address: String,
+        port: u16,
+    },
+    /// The container is running.
+    Container { name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    pub unit: String,
+    pub gate: Gate,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// What will change, in words, for `plan` and the report.
+    pub summary: Vec<String>,
+    /// Uploads that can happen before the host's batch.
+    pub stage: Vec<Action>,
+    /// The changes themselves.
+    pub apply: Vec<Action>,
+    /// A restart after `apply`, followed by its health gate.
+    pub restart: Option<Restart>,
+    /// A health gate without a restart (a replaced container).
+    pub gate: Option<Gate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Disabled in the inventory.
+    Skipped(String),
+    /// Already as desired.
+    Ok,
+    /// Cannot go ahead safely on this host; nothing will be touched.
+    Refused(String),
+    Change(Change),
+}
+
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    pub step: StepName,
+    pub plan: Plan,
+}
+
+/// Plans every step for one host.
+pub fn plan_host(agent: &Agent, want: &Desired, facts: &Facts) -> Vec<StepPlan> {
+    StepName::ALL
+        .iter()
+        .map(|&step| {
+            let plan = match step {
+                StepName::EtcdProxy => etcd_proxy::plan(want.etcd_proxy.as_ref(), facts),
+                StepName::Docker => docker::plan(want.docker.as_ref(), facts),
+                StepName::Cni => cni::plan(agent, want.cni.as_ref(), facts),
+                StepName::Libnetwork => {
+                    container::plan("libnetwork", want.libnetwork.as_ref(), facts)
+                }
+                StepName::Node => container::plan("node", want.node.as_ref(), facts),
+            };
+            StepPlan { step, plan }
+        })
+        .collect()
+}
+
+/// A restart that an earlier, interrupted run left undone.
+fn pending_restart(facts: &Facts, unit: &str) -> bool {
+    facts.pending.contains(unit)
+}
+
+/// Whether the host's copy of `file` differs from the desired one.
+fn differs(facts: &Facts, file: &ManagedFile) -> bool {
+    facts.hashes.get(file.path.as_str()) != Some(&file.sha256)
+}
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -1,0 +1,149 @@
+//! Fixtures for the planners' table tests: a desired state and the facts of
+//! a fresh and of a converged agent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::desired::{
+    self, Binary, CniDesired, ContainerSpec, Desired, DockerDesired, EtcdProxyDesired,
+    ManagedFile,
+};
+use crate::facts::{Container, Facts, Version};
+use crate::inventory::{Agent, ContainerConfig, HostKeyChecking, Role, SshSettings};
+
+pub fn agent(role: Role) -> Agent {
+    Agent {
+        name: "agent-1".into(),
+        address: "10.0.0.11".into(),
+        role,
+        ssh: SshSettings {
+            user: "root".into(),
+            port: 22,
+            identity_file: None,
+            known_hosts: "/dev/null".into(),
+            host_key_checking: HostKeyChecking::Strict,
+            become_root: true,
+            connect_timeout: Duration::from_secs(10),
+        },
+    }
+}
+
+fn container(name: &'static str, image: &str, env: &[(&str, &str)]) -> ContainerSpec {
+    let cfg = ContainerConfig {
+        enabled: true,
+        image: image.parse().unwrap(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let rendered = json!({"options": ["--net=host", "--restart=always"], "env": {"ETCD_ENDPOINTS": "http://127.0.0.1:2379"}});
+    desired::container_spec(name, "test", &rendered, &cfg).unwrap()
+}
+
+fn binary(name: &str, sha: char) -> Binary {
+    Binary {
+        name: name.into(),
+        local: format!("/tmp/{name}").into(),
+        path: format!("/opt/mesosphere/active/cni/{name}").parse().unwrap(),
+        sha256: sha.to_string().repeat(64),
+        size: 1024,
+    }
+}
+
+pub fn desired() -> Desired {
+    Desired {
+        etcd_proxy: Some(EtcdProxyDesired {
+            unit_file: ManagedFile::new(
+                "/etc/systemd/system/calico-etcd-proxy.service".parse().unwrap(),
+                "[Service]\nExecStart=/usr/bin/etcd gateway start\n",
+                0o644,
+            ),
+            binary: "/usr/bin/etcd".parse().unwrap(),
+        }),
+        docker: Some(DockerDesired {
+            managed: json!({"cluster-store": "etcd://127.0.0.1:2379"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        }),
+        cni: Some(CniDesired {
+            binaries: Arc::from(vec![binary("calico", 'a'), binary("calico-ipam", 'b')]),
+            config: ManagedFile::new(
+                "/opt/mesosphere/etc/dcos/network/cni/calico.cni".parse().unwrap(),
+                "{\"name\": \"calico\"}\n",
+                0o644,
+            ),
+            unit: "dcos-mesos-slave",
+        }),
+        libnetwork: Some(container(
+            "calico-libnetwork",
+            "calico/libnetwork-plugin:v1.1.3",
+            &[],
+        )),
+        node: Some(container(
+            "calico-node",
+            "calico/node:v2.6.12",
+            &[("ETCD_KEY_PASSWORD", "s3cret")],
+        )),
+    }
+}
+
+/// A DC/OS agent that has never seen calico-rollout.
+pub fn fresh_facts() -> Facts {
+    Facts {
+        docker_version: Ok(Version(20, 10, 24)),
+        docker_answering: Ok(()),
+        unit_files: BTreeMap::from([
+            ("docker".into(), "[Service]\nExecStart=/usr/bin/dockerd\n".into()),
+            ("dcos-mesos-slave".into(), "[Service]\n".into()),
+        ]),
+        active: BTreeMap::from([
+            ("docker".into(), "active".into()),
+            ("dcos-mesos-slave".into(), "active".into()),
+            ("calico-etcd-proxy".into(), "inactive".into()),
+        ]),
+        enabled: BTreeMap::new(),
+        hashes: BTreeMap::new(),
+        daemon_json: Some(br#"{"debug": false}"#.to_vec()),
+        containers: BTreeMap::new(),
+        staged: BTreeSet::new(),
+        pending: BTreeSet::new(),
+        etcd_binary_ok: true,
+    }
+}
+
+/// The same agent after a successful rollout of `want`.
+pub fn converged_facts(want: &Desired) -> Facts {
+    let mut f = fresh_facts();
+    let mut file = |m: &ManagedFile| {
+        f.hashes.insert(m.path.to_string(), m.sha256.clone());
+    };
+    let proxy = want.etcd_proxy.as_ref().unwrap();
+    file(&proxy.unit_file);
+    let cni = want.cni.as_ref().unwrap();
+    file(&cni.config);
+    for c in [&want.libnetwork, &want.node].into_iter().flatten() {
+        file(&c.env_file);
+    }
+    for b in cni.binaries.iter() {
+        f.hashes.insert(b.path.to_string(), b.sha256.clone());
+    }
+    f.active.insert("calico-etcd-proxy".into(), "active".into());
+    f.enabled.insert("calico-etcd-proxy".into(), "enabled".into());
+    f.daemon_json = Some(br#"{"debug": false, "cluster-store": "etcd://127.0.0.1:2379"}"#.to_vec());
+    for c in [&want.libnetwork, &want.node].into_iter().flatten() {
+        f.containers.insert(
+            c.name.into(),
+            Container {
+                image: c.image.to_string(),
+                running: true,
+                spec_hash: Some(c.spec_hash.clone()),
+            },
+        );
+    }
+    f
+}
