@@ -24,7 +24,7 @@ image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 BASE_SUITE=bookworm
 BASE_MIRROR=http://deb.debian.org/debian
 BASE_VARIANT=minbase
-BASE_INCLUDE=openssh-server,sudo,python3,curl,procps,iproute2,etcd-server,jq,ca-certificates,less,netcat-openbsd
+BASE_INCLUDE=openssh-server,sudo,python3,curl,procps,iproute2,etcd-server,etcd-client,jq,ca-certificates,less,netcat-openbsd
 
 build_base() {
     local tag="$1" work="$2"

@@ -274,16 +274,22 @@ MULTI = {"env", "env-file", "volume", "label", "publish", "cap-add", "cap-drop",
          "ulimit", "add-host", "dns", "label-file", "device"}
 
 
-def parse_flags(args, table, cmd):
-    """Generic pflag-like parser. Returns (opts, rest) where rest starts at the first positional."""
+def parse_flags(args, table, cmd, interspersed=True):
+    """pflag-like parser. Returns (opts, positionals). Flags may follow positionals
+    (cobra's default) unless interspersed=False (run/create/exec: flags end at IMAGE)."""
     opts = {}
+    pos = []
     i = 0
     while i < len(args):
         a = args[i]
         if a == "--":
-            return opts, args[i + 1:]
+            return opts, pos + args[i + 1:]
         if not a.startswith("-") or a == "-":
-            return opts, args[i:]
+            if not interspersed:
+                return opts, pos + args[i:]
+            pos.append(a)
+            i += 1
+            continue
         i += 1
         if a.startswith("--"):
             name, eq, val = a.partition("=")
@@ -328,7 +334,7 @@ def parse_flags(args, table, cmd):
             opts.setdefault(key, []).append(val)
         else:
             opts[key] = val
-    return opts, []
+    return opts, pos
 
 
 def parse_env_file(path):
@@ -371,7 +377,7 @@ NAME_NOUN = ["turing", "hopper", "lovelace", "ritchie", "thompson", "knuth", "di
 
 def cmd_run(args, create_only=False):
     cmd = "create" if create_only else "run"
-    opts, rest = parse_flags(args, RUN_FLAGS, cmd)
+    opts, rest = parse_flags(args, RUN_FLAGS, cmd, interspersed=False)
     if not rest:
         raise DockerError("\"docker %s\" requires at least 1 argument.\nSee 'docker %s --help'.\n\n"
                           "Usage:  docker %s [OPTIONS] IMAGE [COMMAND] [ARG...]" % (cmd, cmd, cmd), 1)
@@ -773,7 +779,7 @@ def cmd_logs(args):
 def cmd_exec(args):
     table = {"-d": ("detach", False), "-i": ("interactive", False), "-t": ("tty", False), "-e": ("env", True),
              "--env": ("env", True), "-u": ("user", True), "-w": ("workdir", True), "--privileged": ("privileged", False)}
-    opts, rest = parse_flags(args, table, "exec")
+    opts, rest = parse_flags(args, table, "exec", interspersed=False)
     if len(rest) < 2:
         raise DockerError("\"docker exec\" requires at least 2 arguments.\nSee 'docker exec --help'.", 1)
     ensure_daemon()

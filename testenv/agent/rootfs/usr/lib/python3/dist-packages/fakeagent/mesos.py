@@ -214,6 +214,6 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_term)
     log("Agent started on 0.0.0.0:%d" % port)
     common.notify_ready()
-    server.serve_forever(poll_interval=0.5)
+    server.serve_forever(poll_interval=0.1)
     server.server_close()
     log("Agent terminating")

@@ -230,6 +230,8 @@ def main(argv=None):
         for p in glob.glob(os.path.join(common.FAULT_DIR, "*")) + glob.glob("/run/lock/calico-rollout*"):
             wipe_dir_contents(p)
         prune_systemd_dirs()
+        os.makedirs("/run/lock", exist_ok=True)
+        os.chmod("/run/lock", 0o1777)
         seed(r)
         errors = start_units(r, extra_enabled=False)
         # the log starts empty: it shows only what happened after the reset

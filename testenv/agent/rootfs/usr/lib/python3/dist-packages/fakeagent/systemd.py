@@ -1009,8 +1009,8 @@ def do_status(name):
     if since:
         ago = " since %s; %ds ago" % (fmt_ts(since), int(time.time() - since))
     sub = st["sub"]
-    extra = " (Result: %s)" % st["result"] if st["active"] == "failed" else ""
-    out.append("     Active: %s (%s)%s%s" % (st["active"], sub, extra, ago))
+    detail = "(Result: %s)" % st["result"] if st["active"] == "failed" else "(%s)" % sub
+    out.append("     Active: %s %s%s" % (st["active"], detail, ago))
     if st.get("main_pid"):
         exe = os.path.basename((st.get("exec_start") or ["?"])[0])
         out.append("   Main PID: %d (%s)" % (st["main_pid"], exe))
