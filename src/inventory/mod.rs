@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use load::{InventoryError, Problem, load};
-pub use values::{BatchSize, Endpoint, ImageRef, InvalidValue, RemotePath, parse_duration};
+pub use load::{InventoryError, load};
+pub use values::{BatchSize, Endpoint, ImageRef, RemotePath};
 
 #[derive(Debug, Clone)]
 pub struct Inventory {

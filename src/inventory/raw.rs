@@ -1,0 +1,148 @@
+//! The serde shapes that mirror `cluster.yaml` key for key.
+//!
+//! Every scalar is read as a located string (`Spanned<String>`) and checked
+//! by `load`, so that a bad value is reported with its line and column and
+//! with wording about what the key means, rather than a generic type error.
+//! Unknown keys are rejected here, by serde, with the list of known ones.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// A scalar with the place it was written.
+pub(crate) type Str = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInventory {
+    pub ssh: Option<Spanned<RawSsh>>,
+    pub etcd: Option<Spanned<RawEtcd>>,
+    pub docker: Option<Spanned<RawDocker>>,
+    pub cni: Option<Spanned<RawCni>>,
+    pub libnetwork: Option<Spanned<RawContainer>>,
+    pub node: Option<Spanned<RawContainer>>,
+    pub rollout: Option<Spanned<RawRollout>>,
+    pub templates: Option<Str>,
+    pub agents: Option<Spanned<Vec<Spanned<RawAgent>>>>,
+}
+
+/// The SSH keys, as a section (`ssh:`) or as overrides on one agent.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSsh {
+    pub user: Option<Str>,
+    pub port: Option<Str>,
+    pub identity_file: Option<Str>,
+    pub known_hosts: Option<Str>,
+    pub host_key_checking: Option<Str>,
+    #[serde(rename = "become")]
+    pub become_root: Option<Str>,
+    pub connect_timeout: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEtcd {
+    pub endpoints: Option<Spanned<Vec<Str>>>,
+    pub proxy: Option<Str>,
+    pub binary: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDocker {
+    pub enabled: Option<Str>,
+    pub cluster_store: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCni {
+    pub enabled: Option<Str>,
+    pub binaries: Option<Spanned<StrMap>>,
+    pub plugin_dir: Option<Str>,
+    pub config_dir: Option<Str>,
+}
+
+/// `libnetwork:` and `node:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawContainer {
+    pub enabled: Option<Str>,
+    pub image: Option<Str>,
+    pub env: Option<Spanned<StrMap>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRollout {
+    pub batch: Option<Str>,
+    pub max_failures: Option<Str>,
+    pub health_timeout: Option<Str>,
+}
+
+/// One entry of `agents:`. The SSH keys are spelled out (not flattened) so
+/// that unknown keys are still rejected and every value keeps its span.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAgent {
+    pub name: Option<Str>,
+    pub address: Option<Str>,
+    pub role: Option<Str>,
+    pub user: Option<Str>,
+    pub port: Option<Str>,
+    pub identity_file: Option<Str>,
+    pub known_hosts: Option<Str>,
+    pub host_key_checking: Option<Str>,
+    #[serde(rename = "become")]
+    pub become_root: Option<Str>,
+    pub connect_timeout: Option<Str>,
+}
+
+impl RawAgent {
+    /// This agent's SSH overrides, in the shape of the `ssh:` section.
+    pub fn ssh_overrides(&self) -> RawSsh {
+        RawSsh {
+            user: self.user.clone(),
+            port: self.port.clone(),
+            identity_file: self.identity_file.clone(),
+            known_hosts: self.known_hosts.clone(),
+            host_key_checking: self.host_key_checking.clone(),
+            become_root: self.become_root.clone(),
+            connect_timeout: self.connect_timeout.clone(),
+        }
+    }
+}
+
+/// A mapping of scalar keys to scalar values, in file order, each with its
+/// position (`env:`, `binaries:`). Duplicate keys are rejected by the YAML
+/// reader before this sees them.
+#[derive(Debug, Default)]
+pub(crate) struct StrMap(pub Vec<(Str, Str)>);
+
+impl<'de> Deserialize<'de> for StrMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor;
+
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = StrMap;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names to values")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrMap, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Str>()? {
+                    let value = map.next_value::<Str>()?;
+                    entries.push((key, value));
+                }
+                Ok(StrMap(entries))
+            }
+        }
+
+        deserializer.deserialize_map(MapVisitor)
+    }
+}
