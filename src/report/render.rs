@@ -25,6 +25,7 @@ pub fn render_table(report: &Report) -> String {
     for step in StepName::ALL {
         let _ = write!(out, "  {:<col$}", step.as_str());
     }
+    out.truncate(out.trim_end().len());
     out.push('\n');
     for host in &report.hosts {
         let _ = write!(out, "{:<name_width$}", host.host);

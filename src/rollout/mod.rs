@@ -157,9 +157,8 @@ pub async fn run<C: Connector>(
         && !dry_run
     {
         reporter.event(Event::Notice(&format!("stopping before any change: {why}")));
-        let note = format!("not started: {why}");
         for run in &mut runs {
-            run.skip_rest(&note, None);
+            run.skip_rest("not started: too many hosts failed preflight", None);
         }
     }
 
@@ -208,9 +207,8 @@ pub async fn run<C: Connector>(
         }
         if let Some(Halt::Budget(why)) = &halt {
             reporter.event(Event::Notice(&format!("rollout stopped: {why}")));
-            let note = format!("not run: rollout stopped ({why})");
             for run in &mut runs {
-                run.skip_rest(&note, Some(reporter.as_ref()));
+                run.skip_rest("not run: the rollout stopped", None);
             }
         }
     }
