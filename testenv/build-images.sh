@@ -9,6 +9,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_DIR="$HERE/.cache"
 REPO=calico-rollout-test
 mkdir -p "$CACHE_DIR"
+# one build at a time (a second caller waits, then finds the images built)
+exec 8>"$CACHE_DIR/build.lock"
+flock 8
 
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -91,7 +94,7 @@ prune_old_tags() {
     for t in $(docker image ls "$repo" --format '{{.Repository}}:{{.Tag}}'); do
         case "$t" in
             "$keep" | "$repo:latest" | *"<none>"*) ;;
-            *) log "removing stale tag $t"; docker rmi "$t" >/dev/null 2>&1 || true ;;
+            *) if docker rmi "$t" >/dev/null 2>&1; then log "removed stale tag $t"; fi ;;
         esac
     done
 }

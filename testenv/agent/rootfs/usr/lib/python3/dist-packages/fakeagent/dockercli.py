@@ -694,7 +694,9 @@ def each_container(refs, cmd, fn):
         with flocked(LOCK):
             c = find_container(ref)
             if c is None:
-                failed.append("Error response from daemon: No such container: %s" % ref)
+                # docker 20.10 wording: rm reports client-side, the others relay the daemon's error
+                failed.append(("Error: No such container: %s" if cmd == "rm" else
+                               "Error response from daemon: No such container: %s") % ref)
                 continue
             msg = fn(c)
         if msg:

@@ -22,6 +22,7 @@ SEED = SHARE + "/seed"
 MANIFEST = SHARE + "/systemd-manifest.txt"
 ROLE_FILE = "/etc/fake-agent/role"
 SEEDED_MARK = "/var/lib/fake-agent/seeded"
+BOOTED_MARK = "/run/fake-agent-booted"
 CNI_CONF_DIR = "/opt/mesosphere/etc/dcos/network/cni"
 CNI_PLUGIN_DIR = "/opt/mesosphere/active/cni"
 SYSTEMD_DIRS = ["/etc/systemd/system", "/lib/systemd/system"]
@@ -240,3 +241,7 @@ def main(argv=None):
     if errors:
         sys.stderr.write("fake-agent-reset: %s\n" % "\n".join(errors))
         sys.exit(1)
+    if not boot:
+        # marks the moment the agent became pristine: `find -newer /run/fake-agent-booted`
+        # lists what changed since
+        open(BOOTED_MARK, "w").close()
