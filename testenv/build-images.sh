@@ -38,14 +38,15 @@ build_base() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
     fi
     local rootfs="$work/rootfs"
-    rm -rf "$rootfs"
+    remove_build_dir "$rootfs"
     mkdir -p "$rootfs" "$CACHE_DIR/debs"
     log "debootstrap $BASE_SUITE ($BASE_VARIANT) into $rootfs (a few minutes on a cold cache)"
     if ! debootstrap --variant="$BASE_VARIANT" --include="$BASE_INCLUDE" \
         --cache-dir="$CACHE_DIR/debs" "$BASE_SUITE" "$rootfs" "$BASE_MIRROR" \
         >"$work/debootstrap.log" 2>&1; then
+        cp "$work/debootstrap.log" "$CACHE_DIR/debootstrap-failed.log"
         tail -n 30 "$work/debootstrap.log" >&2
-        die "debootstrap failed (full log: $work/debootstrap.log)"
+        die "debootstrap failed (full log: $CACHE_DIR/debootstrap-failed.log)"
     fi
     log "trimming rootfs"
     # Host keys are generated per container at first start, never baked in.
@@ -63,14 +64,24 @@ build_base() {
         fi
     done
     log "importing rootfs as $tag"
-    tar --numeric-owner -C "$rootfs" -c . | docker import \
+    tar --numeric-owner --one-file-system -C "$rootfs" -c . | docker import \
         -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         -c 'ENV LANG=C.UTF-8' \
         -m "debootstrap $BASE_SUITE $BASE_VARIANT" - "$tag" >/dev/null
-    rm -rf "$rootfs"
+    remove_build_dir "$rootfs"
 }
 
 hash_text() { sha256sum | cut -c1-16; }
+
+# Removes a build dir without ever descending into mounts a failed debootstrap left behind.
+remove_build_dir() {
+    local d="$1" m
+    [ -d "$d" ] || return 0
+    for m in $(awk -v d="$d/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
+    rm -rf --one-file-system "$d"
+}
 
 BASE_HASH="$( {
     printf '%s\n' "$BASE_SUITE" "$BASE_MIRROR" "$BASE_VARIANT" "$BASE_INCLUDE"
@@ -105,9 +116,9 @@ else
     start=$SECONDS
     mkdir -p "$CACHE_DIR"
     work="$(mktemp -d "$CACHE_DIR/base-build.XXXXXX")"
-    trap 'rm -rf "$work"' EXIT
+    trap 'remove_build_dir "$work"' EXIT
     build_base "$BASE_TAG" "$work"
-    rm -rf "$work"
+    remove_build_dir "$work"
     trap - EXIT
     log "base image $BASE_TAG built in $((SECONDS - start))s"
     prune_old_tags "$REPO/base" "$BASE_TAG"
