@@ -77,24 +77,44 @@ pub fn stage(sha256: &str) -> String {
 pub fn mark_pending(unit: &str) -> String {
     let path = pending_path(unit);
     let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
-    format!(
-        "mkdir -p -- {} && : > {}",
-        quote(dir),
-        quote(&path)
-    )
+    format!("mkdir -p -- {} && : > {}", quote(dir), quote(&path))
 }
 
 pub fn clear_pending(unit: &str) -> String {
-    Cmd::new("rm").arg("-f").arg("--").arg(pending_path(unit)).to_string()
+    Cmd::new("rm")
+        .arg("-f")
+        .arg("--")
+        .arg(pending_path(unit))
+        .to_string()
+}
+
+/// What the unit's own processes logged last, on stderr: systemctl only
+/// says "see journalctl", and the operator needs the daemon's own reason.
+/// `_SYSTEMD_UNIT=` leaves out systemd's messages about the unit.
+pub fn journal_tail(unit: &str) -> String {
+    format!(
+        "{} >&2 2>/dev/null || true",
+        Cmd::new("journalctl")
+            .arg(format!("_SYSTEMD_UNIT={unit}.service"))
+            .arg("-n")
+            .arg("3")
+            .arg("--no-pager")
+            .arg("-o")
+            .arg("cat")
+    )
 }
 
 /// Clears systemd's start limit first: docker.service allows three starts a
 /// minute, and an earlier attempt must not make this one fail.
 pub fn restart(unit: &str) -> String {
     format!(
-        "{} >/dev/null 2>&1 || true\n{}",
-        Cmd::new("systemctl").arg("reset-failed").arg("--").arg(unit),
+        "{} >/dev/null 2>&1 || true\nif ! {}; then\n  {}\n  exit 1\nfi\n",
+        Cmd::new("systemctl")
+            .arg("reset-failed")
+            .arg("--")
+            .arg(unit),
         Cmd::new("systemctl").arg("restart").arg("--").arg(unit),
+        journal_tail(unit),
     )
 }
 
@@ -120,19 +140,32 @@ pub fn gate(gate: &Gate) -> String {
             .arg(url)
             .to_string()
     };
+    // On failure, a unit's journal says why better than the probe does.
+    let or_journal = |check: String, unit: &str| {
+        format!(
+            "if ! {{ {check}; }}; then\n  {}\n  exit 1\nfi\n",
+            journal_tail(unit)
+        )
+    };
     match gate {
-        Gate::EtcdGateway => format!(
-            "{} && {}",
-            active(crate::desired::ETCD_PROXY_UNIT),
-            curl("http://127.0.0.1:2379/health")
+        Gate::EtcdGateway => or_journal(
+            format!(
+                "{} && {}",
+                active(crate::desired::ETCD_PROXY_UNIT),
+                curl("http://127.0.0.1:2379/health")
+            ),
+            crate::desired::ETCD_PROXY_UNIT,
         ),
-        Gate::Docker => format!(
-            "{} && {} >/dev/null",
-            active(crate::desired::DOCKER_UNIT),
-            Cmd::new("docker")
-                .arg("version")
-                .arg("--format")
-                .arg("{{.Server.Version}}")
+        Gate::Docker => or_journal(
+            format!(
+                "{} && {} >/dev/null",
+                active(crate::desired::DOCKER_UNIT),
+                Cmd::new("docker")
+                    .arg("version")
+                    .arg("--format")
+                    .arg("{{.Server.Version}}")
+            ),
+            crate::desired::DOCKER_UNIT,
         ),
         Gate::Mesos {
             unit,
@@ -144,10 +177,13 @@ pub fn gate(gate: &Gate) -> String {
             } else {
                 address.clone()
             };
-            format!(
-                "{} && {}",
-                active(unit),
-                curl(&format!("http://{host}:{port}/health"))
+            or_journal(
+                format!(
+                    "{} && {}",
+                    active(unit),
+                    curl(&format!("http://{host}:{port}/health"))
+                ),
+                unit,
             )
         }
         Gate::Container { name } => Cmd::new("docker")
@@ -191,7 +227,11 @@ mod tests {
         // Installing somewhere the state folder cannot be written is fine
         // when there is nothing to back up yet.
         let out = sh(&install(target, 0o640, &sha, false), new);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(std::fs::read(target).unwrap(), new);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(target).unwrap().permissions().mode() & 0o777;
@@ -217,7 +257,14 @@ mod tests {
             port: 5051,
         });
         assert!(s.contains("http://[fd00::1]:5051/health"), "{s}");
-        assert!(s.starts_with("systemctl is-active --quiet -- dcos-mesos-slave &&"), "{s}");
+        assert!(
+            s.starts_with("if ! { systemctl is-active --quiet -- dcos-mesos-slave &&"),
+            "{s}"
+        );
+        assert!(
+            s.contains("journalctl _SYSTEMD_UNIT=dcos-mesos-slave.service"),
+            "{s}"
+        );
         let s = gate(&Gate::Container {
             name: "calico-node".into(),
         });

@@ -8,7 +8,10 @@ from . import common
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    units, lines = [], None
+    units, lines, output = [], None, "short"
+    # `_SYSTEMD_UNIT=x` matches what the unit's own processes logged, not
+    # systemd's messages about the unit (those come from PID 1).
+    own_only = False
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -27,12 +30,20 @@ def main(argv=None):
             lines = a.split("=", 1)[1]
         elif a.startswith("-n") and len(a) > 2:
             lines = a[2:]
-        elif a in ("--since", "--until", "-o", "--output", "-p", "--priority"):
+        elif a in ("-o", "--output"):
+            output = argv[i]
+            i += 1
+        elif a.startswith("--output="):
+            output = a.split("=", 1)[1]
+        elif a.startswith("_SYSTEMD_UNIT="):
+            units.append(a.split("=", 1)[1])
+            own_only = True
+        elif a in ("--since", "--until", "-p", "--priority"):
             i += 1
         elif a.startswith("-"):
             continue  # --no-pager, -b, -x, -e, -q, --no-hostname, ...
     if not units:
-        sys.stderr.write("journalctl (fake): only -u UNIT is supported\n")
+        sys.stderr.write("journalctl (fake): only -u UNIT or _SYSTEMD_UNIT=UNIT is supported\n")
         return 1
     out = []
     for u in units:
@@ -42,6 +53,10 @@ def main(argv=None):
                 out.extend(f.read().splitlines())
         except OSError:
             pass
+    if own_only:
+        out = [l for l in out if " systemd[1]: " not in l]
+    if output == "cat":
+        out = [l.split(" systemd[1]: ", 1)[1] if " systemd[1]: " in l else l for l in out]
     if lines not in (None, "all", "+0"):
         n = int(lines)
         out = out[-n:] if n > 0 else []
