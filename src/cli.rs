@@ -33,7 +33,12 @@ pub struct RunArgs {
     pub inventory: PathBuf,
 
     /// Only these agents: names or globs, comma-separated or repeated.
-    #[arg(short = 'l', long = "limit", value_name = "PATTERN", value_delimiter = ',')]
+    #[arg(
+        short = 'l',
+        long = "limit",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
     pub limit: Vec<String>,
 
     /// How many hosts to work on at once [default: all].

@@ -58,7 +58,10 @@ fn select(agents: &[Agent], patterns: &[String]) -> Result<Vec<Agent>, Error> {
             pattern: p.clone(),
             reason: e.to_string(),
         })?;
-        if !agents.iter().any(|a| glob.compile_matcher().is_match(&a.name)) {
+        if !agents
+            .iter()
+            .any(|a| glob.compile_matcher().is_match(&a.name))
+        {
             return Err(Error::LimitMatchesNothing(p.clone()));
         }
         set.add(glob);
@@ -107,6 +110,9 @@ mod tests {
             select(&all, &["agnet-*".into()]),
             Err(Error::LimitMatchesNothing(_))
         ));
-        assert!(matches!(select(&all, &["[".into()]), Err(Error::Limit { .. })));
+        assert!(matches!(
+            select(&all, &["[".into()]),
+            Err(Error::Limit { .. })
+        ));
     }
 }

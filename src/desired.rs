@@ -332,7 +332,9 @@ pub(crate) fn container_spec(
     let mut env_text = String::new();
     for (k, v) in &env {
         if v.contains('\n') || v.contains('\0') {
-            return Err(bad(format!("env {k} has a newline, which an env file cannot carry")));
+            return Err(bad(format!(
+                "env {k} has a newline, which an env file cannot carry"
+            )));
         }
         env_text.push_str(&format!("{k}={v}\n"));
     }

@@ -132,7 +132,10 @@ pub fn probe_script(want: &Desired) -> String {
     for unit in UNITS {
         line(
             &format!("q unit:{unit}"),
-            Cmd::new("systemctl").arg("cat").arg("--").arg(format!("{unit}.service")),
+            Cmd::new("systemctl")
+                .arg("cat")
+                .arg("--")
+                .arg(format!("{unit}.service")),
         );
         line(
             &format!("q active:{unit}"),
@@ -166,13 +169,22 @@ pub fn probe_script(want: &Desired) -> String {
     );
     line(
         "q staged",
-        Cmd::new("ls").arg("-1").arg("--").arg(format!("{}/stage", desired::STATE_DIR)),
+        Cmd::new("ls")
+            .arg("-1")
+            .arg("--")
+            .arg(format!("{}/stage", desired::STATE_DIR)),
     );
     line(
         "q pending",
-        Cmd::new("ls").arg("-1").arg("--").arg(format!("{}/pending", desired::STATE_DIR)),
+        Cmd::new("ls")
+            .arg("-1")
+            .arg("--")
+            .arg(format!("{}/pending", desired::STATE_DIR)),
     );
-    line("p etcd_binary", Cmd::new("test").arg("-x").arg(&etcd_binary));
+    line(
+        "p etcd_binary",
+        Cmd::new("test").arg("-x").arg(&etcd_binary),
+    );
     s
 }
 

@@ -55,11 +55,7 @@ impl fmt::Display for Cmd {
 /// shell is not assumed to be POSIX, so the script always runs under `sh -c`.
 pub fn privileged(script: &str, sudo: bool) -> String {
     let sh = Cmd::new("sh").arg("-c").arg(script).to_string();
-    if sudo {
-        format!("sudo -n -- {sh}")
-    } else {
-        sh
-    }
+    if sudo { format!("sudo -n -- {sh}") } else { sh }
 }
 
 #[cfg(test)]
@@ -88,7 +84,11 @@ mod tests {
         for value in nasty {
             let line = Cmd::new("echo").arg(value).to_string();
             let parsed = shlex::split(&line).expect("parses");
-            assert_eq!(parsed, vec!["echo".to_string(), value.to_string()], "{line}");
+            assert_eq!(
+                parsed,
+                vec!["echo".to_string(), value.to_string()],
+                "{line}"
+            );
         }
     }
 

@@ -20,7 +20,10 @@ const BUILTIN: [(&str, &str); 5] = [
     ),
     (DAEMON_JSON, include_str!("../templates/daemon.json.j2")),
     (CALICO_CNI, include_str!("../templates/calico.cni.j2")),
-    (NODE_CONTAINER, include_str!("../templates/calico-node.json.j2")),
+    (
+        NODE_CONTAINER,
+        include_str!("../templates/calico-node.json.j2"),
+    ),
     (
         LIBNETWORK_CONTAINER,
         include_str!("../templates/calico-libnetwork.json.j2"),
@@ -72,11 +75,10 @@ impl Templates {
                         ),
                     });
                 };
-                slot.1 =
-                    std::fs::read_to_string(entry.path()).map_err(|e| Error::LocalFile {
-                        path: entry.path(),
-                        reason: e.to_string(),
-                    })?;
+                slot.1 = std::fs::read_to_string(entry.path()).map_err(|e| Error::LocalFile {
+                    path: entry.path(),
+                    reason: e.to_string(),
+                })?;
             }
         }
         for (name, source) in sources {

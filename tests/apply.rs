@@ -49,12 +49,26 @@ fn fresh_apply_converges_every_agent() {
         assert_eq!(daemon, want, "{}: daemon.json", a.name);
         let keys: Vec<&String> = daemon.as_object().unwrap().keys().collect();
         let seed_keys: Vec<&String> = seed_daemon.as_object().unwrap().keys().collect();
-        assert_eq!(&keys[..seed_keys.len()], &seed_keys[..], "{}: key order kept", a.name);
+        assert_eq!(
+            &keys[..seed_keys.len()],
+            &seed_keys[..],
+            "{}: key order kept",
+            a.name
+        );
 
         // The plugins, byte for byte and executable; DC/OS's own files untouched.
-        assert_eq!(read(a.name, &format!("{PLUGIN_DIR}/calico")).unwrap(), calico);
-        assert_eq!(read(a.name, &format!("{PLUGIN_DIR}/calico-ipam")).unwrap(), ipam);
-        let modes = exec(a.name, &format!("stat -c %a {PLUGIN_DIR}/calico {PLUGIN_DIR}/calico-ipam"));
+        assert_eq!(
+            read(a.name, &format!("{PLUGIN_DIR}/calico")).unwrap(),
+            calico
+        );
+        assert_eq!(
+            read(a.name, &format!("{PLUGIN_DIR}/calico-ipam")).unwrap(),
+            ipam
+        );
+        let modes = exec(
+            a.name,
+            &format!("stat -c %a {PLUGIN_DIR}/calico {PLUGIN_DIR}/calico-ipam"),
+        );
         assert_eq!(modes, "755\n755\n", "{}: plugin modes", a.name);
         assert_eq!(
             read(a.name, "/opt/mesosphere/etc/dcos/network/cni/dcos.conf").unwrap(),
@@ -63,25 +77,42 @@ fn fresh_apply_converges_every_agent() {
             a.name
         );
         let cni_config = read(a.name, CNI_CONFIG).unwrap();
-        assert_eq!(cni_config, first_cni, "{}: same calico.cni everywhere", a.name);
+        assert_eq!(
+            cni_config, first_cni,
+            "{}: same calico.cni everywhere",
+            a.name
+        );
         let cni: Value = serde_json::from_slice(&cni_config).unwrap();
         assert_eq!(cni["type"], "calico");
         assert_eq!(cni["ipam"]["type"], "calico-ipam");
         assert_eq!(cni["etcd_endpoints"], "http://127.0.0.1:2379");
 
         // The gateway answers on the agent and carries writes to the real store.
-        let key = format!("http://127.0.0.1:2379/v2/keys/calico-rollout-test/{}", a.name);
-        exec(a.name, &format!("curl -fsS -X PUT {key} -d value=via-gateway >/dev/null"));
+        let key = format!(
+            "http://127.0.0.1:2379/v2/keys/calico-rollout-test/{}",
+            a.name
+        );
+        exec(
+            a.name,
+            &format!("curl -fsS -X PUT {key} -d value=via-gateway >/dev/null"),
+        );
         let stored = exec_in(
             ETCD_CONTAINER,
-            &format!("curl -fsS http://127.0.0.1:2379/v2/keys/calico-rollout-test/{}", a.name),
+            &format!(
+                "curl -fsS http://127.0.0.1:2379/v2/keys/calico-rollout-test/{}",
+                a.name
+            ),
         );
         assert!(stored.contains("via-gateway"), "{}: {stored}", a.name);
-        assert_eq!(exec(a.name, "systemctl is-enabled calico-etcd-proxy"), "enabled\n");
+        assert_eq!(
+            exec(a.name, "systemctl is-enabled calico-etcd-proxy"),
+            "enabled\n"
+        );
 
         // The services restarted onto the new configuration and are up.
         assert_eq!(exec(a.name, "systemctl is-active docker"), "active\n");
-        let info: Value = serde_json::from_str(&exec(a.name, "docker info --format '{{json .}}'")).unwrap();
+        let info: Value =
+            serde_json::from_str(&exec(a.name, "docker info --format '{{json .}}'")).unwrap();
         assert_eq!(info["ClusterStore"], "etcd://127.0.0.1:2379", "{}", a.name);
         let port = if a.public { 5052 } else { 5051 };
         exec(a.name, &format!("curl -fsS http://127.0.0.1:{port}/health"));
@@ -94,8 +125,14 @@ fn fresh_apply_converges_every_agent() {
         let env = node["Config"]["Env"].to_string();
         assert!(env.contains(&format!("NODENAME={}", a.name)), "{env}");
         assert!(env.contains("CALICO_NETWORKING_BACKEND=bird"), "{env}");
-        assert!(env.contains("ETCD_ENDPOINTS=http://127.0.0.1:2379"), "{env}");
-        assert_eq!(exec(a.name, "stat -c %a /etc/calico/calico-node.env"), "600\n");
+        assert!(
+            env.contains("ETCD_ENDPOINTS=http://127.0.0.1:2379"),
+            "{env}"
+        );
+        assert_eq!(
+            exec(a.name, "stat -c %a /etc/calico/calico-node.env"),
+            "600\n"
+        );
         let lib = container(a.name, "calico-libnetwork").expect("calico-libnetwork exists");
         assert_eq!(lib["State"]["Running"], true);
         assert_eq!(lib["Config"]["Image"], "calico/libnetwork-plugin:v1.1.3");
@@ -126,7 +163,12 @@ fn second_apply_changes_nothing_and_restarts_nothing() {
     let restarts = new_restarts(&before);
     assert!(restarts.is_empty(), "nothing restarted: {restarts:?}");
     for (a, id) in AGENTS.iter().zip(node_ids) {
-        assert_eq!(container(a.name, "calico-node").unwrap()["Id"], id, "{}", a.name);
+        assert_eq!(
+            container(a.name, "calico-node").unwrap()["Id"],
+            id,
+            "{}",
+            a.name
+        );
     }
 }
 
@@ -166,7 +208,11 @@ fn restarts_never_overlap_across_batches() {
             .filter(|(h, r)| h == host && r.event == "stop")
             .map(|(_, r)| r.unit)
             .collect();
-        let mesos = if host == "pub-1" { "dcos-mesos-slave-public" } else { "dcos-mesos-slave" };
+        let mesos = if host == "pub-1" {
+            "dcos-mesos-slave-public"
+        } else {
+            "dcos-mesos-slave"
+        };
         assert_eq!(units, ["docker", mesos], "{host}: each unit restarted once");
     }
 }
@@ -181,7 +227,10 @@ fn restart_failure_in_first_batch_stops_later_batches() {
     assert_eq!(run.code, 5, "failure budget exceeded");
     assert_eq!(run.status("agent-1", "docker"), "failed");
     let why = run.message("agent-1", "docker");
-    assert!(why.contains("injected fault"), "the reason is dockerd's own stderr: {why}");
+    assert!(
+        why.contains("injected fault"),
+        "the reason is dockerd's own stderr: {why}"
+    );
     assert!(run.stderr.contains("STOPPED"), "{}", run.stderr);
 
     // The second batch was never touched: no restart, no file, no container.
@@ -194,7 +243,11 @@ fn restart_failure_in_first_batch_stops_later_batches() {
             .filter(|(h, r)| h == host && r.unit != "calico-etcd-proxy")
             .collect();
         assert!(restarts.is_empty(), "{host}: {restarts:?}");
-        assert_eq!(read(host, DAEMON_JSON).unwrap(), seed("daemon.json"), "{host}");
+        assert_eq!(
+            read(host, DAEMON_JSON).unwrap(),
+            seed("daemon.json"),
+            "{host}"
+        );
         assert_eq!(read(host, CNI_CONFIG), None, "{host}");
         assert!(container(host, "calico-node").is_none(), "{host}");
     }
@@ -216,7 +269,10 @@ fn plan_writes_nothing() {
     let run = c.run("plan", &c.inventory(), &[]);
     assert_eq!(run.code, 0);
     assert_eq!(run.status("agent-1", "docker"), "changed");
-    assert!(run.message("pub-1", "cni").contains("restart dcos-mesos-slave-public"));
+    assert!(
+        run.message("pub-1", "cni")
+            .contains("restart dcos-mesos-slave-public")
+    );
     assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
 
     let files_after: Vec<String> = AGENTS.iter().map(|a| snapshot(a.name)).collect();
@@ -224,7 +280,10 @@ fn plan_writes_nothing() {
     assert!(new_restarts(&before).is_empty(), "plan restarted a unit");
     for a in &AGENTS {
         assert!(container(a.name, "calico-node").is_none());
-        assert_eq!(read(a.name, "/etc/systemd/system/calico-etcd-proxy.service"), None);
+        assert_eq!(
+            read(a.name, "/etc/systemd/system/calico-etcd-proxy.service"),
+            None
+        );
     }
 }
 
@@ -239,7 +298,10 @@ fn docker_23_agent_is_refused_and_its_daemon_json_left_untouched() {
     assert_eq!(run.code, 4, "one host failed, within the budget");
     assert_eq!(run.status("agent-3", "docker"), "failed");
     let why = run.message("agent-3", "docker");
-    assert!(why.contains("Docker 24.0.7") && why.contains("cluster-store"), "{why}");
+    assert!(
+        why.contains("Docker 24.0.7") && why.contains("cluster-store"),
+        "{why}"
+    );
     assert_eq!(read("agent-3", DAEMON_JSON).unwrap(), seed("daemon.json"));
     assert_eq!(exec("agent-3", "systemctl is-active docker"), "active\n");
     for host in ["agent-1", "agent-2", "pub-1"] {
@@ -273,7 +335,10 @@ fn changed_node_image_replaces_the_container_and_nothing_else() {
         assert_eq!(node["Config"]["Image"], "calico/node:v2.6.12");
         assert_eq!(node["State"]["Running"], true);
     }
-    assert!(new_restarts(&before).is_empty(), "an image change restarts no unit");
+    assert!(
+        new_restarts(&before).is_empty(),
+        "an image change restarts no unit"
+    );
 }
 
 #[test]

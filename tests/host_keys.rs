@@ -28,7 +28,11 @@ fn line_for(port: u16) -> String {
 fn fingerprint(line: &str, dir: &Path) -> String {
     let file = dir.join("one_key");
     std::fs::write(&file, format!("{line}\n")).unwrap();
-    let out = Command::new("ssh-keygen").arg("-lf").arg(&file).output().unwrap();
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&file)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .nth(1)
@@ -46,7 +50,11 @@ fn stranger_key(kind: &str, dir: &Path) -> String {
         .unwrap();
     assert!(status.success());
     let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
-    public.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn inventory_with(c: &Cluster, known_hosts: &str, checking: &str) -> serde_json::Value {
@@ -60,8 +68,16 @@ fn inventory_with(c: &Cluster, known_hosts: &str, checking: &str) -> serde_json:
 
 fn assert_untouched_everywhere() {
     for a in &AGENTS {
-        assert_eq!(read(a.name, DAEMON_JSON).unwrap(), seed("daemon.json"), "{}", a.name);
-        assert_eq!(read(a.name, "/etc/systemd/system/calico-etcd-proxy.service"), None);
+        assert_eq!(
+            read(a.name, DAEMON_JSON).unwrap(),
+            seed("daemon.json"),
+            "{}",
+            a.name
+        );
+        assert_eq!(
+            read(a.name, "/etc/systemd/system/calico-etcd-proxy.service"),
+            None
+        );
     }
 }
 
@@ -75,7 +91,10 @@ fn unknown_host_key_is_refused_under_strict_checking() {
     let inv = inventory_with(&c, &(others.join("\n") + "\n"), "strict");
     let run = c.run("apply", &inv, &[]);
 
-    assert_eq!(run.code, 3, "preflight failure beyond the budget stops everything");
+    assert_eq!(
+        run.code, 3,
+        "preflight failure beyond the budget stops everything"
+    );
     assert_eq!(run.status("agent-1", "etcd-proxy"), "failed");
     let why = run.message("agent-1", "etcd-proxy");
     let want_fp = fingerprint(&line_for(22101), c.dir.path());
@@ -107,7 +126,10 @@ fn changed_host_key_is_refused_naming_host_and_fingerprint() {
         let why = run.message(host, "etcd-proxy");
         let offered = fingerprint(&line_for(port), c.dir.path());
         assert!(why.contains("HOST KEY CHANGED"), "{host}: {why}");
-        assert!(why.contains("127.0.0.1") && why.contains(&offered), "{host}: {why}");
+        assert!(
+            why.contains("127.0.0.1") && why.contains(&offered),
+            "{host}: {why}"
+        );
     }
     // accept-new never rewrites a known host's entry.
     let after = std::fs::read_to_string(c.dir.path().join("known_hosts")).unwrap();
@@ -128,9 +150,17 @@ fn accept_new_records_unknown_keys_then_strict_accepts_them() {
     let recorded = std::fs::read_to_string(&path).expect("known_hosts created");
     for a in &AGENTS {
         let real = line_for(a.port);
-        assert!(recorded.lines().any(|l| l == real), "{} recorded: {recorded}", a.name);
+        assert!(
+            recorded.lines().any(|l| l == real),
+            "{} recorded: {recorded}",
+            a.name
+        );
     }
 
     inv["ssh"]["host_key_checking"] = json!("strict");
-    assert_eq!(c.run("plan", &inv, &[]).code, 0, "strict now knows every agent");
+    assert_eq!(
+        c.run("plan", &inv, &[]).code,
+        0,
+        "strict now knows every agent"
+    );
 }

@@ -6,10 +6,20 @@ use crate::steps::StepName;
 
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
-    PreflightStarted { hosts: usize },
-    Connected { host: &'a str },
-    StageStarted { hosts: usize },
-    BatchStarted { index: usize, total: usize, hosts: &'a [String] },
+    PreflightStarted {
+        hosts: usize,
+    },
+    Connected {
+        host: &'a str,
+    },
+    StageStarted {
+        hosts: usize,
+    },
+    BatchStarted {
+        index: usize,
+        total: usize,
+        hosts: &'a [String],
+    },
     StepFinished {
         host: &'a str,
         step: StepName,

@@ -17,12 +17,32 @@ mod tests {
     #[test]
     fn table() {
         let cases: [(&[usize], BatchSize, usize, &[&[usize]]); 6] = [
-            (&[0, 1, 2, 3], BatchSize::Count(1), 4, &[&[0], &[1], &[2], &[3]]),
-            (&[0, 1, 2, 3, 4], BatchSize::Count(2), 5, &[&[0, 1], &[2, 3], &[4]]),
+            (
+                &[0, 1, 2, 3],
+                BatchSize::Count(1),
+                4,
+                &[&[0], &[1], &[2], &[3]],
+            ),
+            (
+                &[0, 1, 2, 3, 4],
+                BatchSize::Count(2),
+                5,
+                &[&[0, 1], &[2, 3], &[4]],
+            ),
             (&[0, 1, 2], BatchSize::Count(10), 3, &[&[0, 1, 2]]),
-            (&[0, 1, 2, 3], BatchSize::Percent(50), 4, &[&[0, 1], &[2, 3]]),
+            (
+                &[0, 1, 2, 3],
+                BatchSize::Percent(50),
+                4,
+                &[&[0, 1], &[2, 3]],
+            ),
             // 20% of 4 rounds down to 0: a batch is never empty.
-            (&[0, 1, 2, 3], BatchSize::Percent(20), 4, &[&[0], &[1], &[2], &[3]]),
+            (
+                &[0, 1, 2, 3],
+                BatchSize::Percent(20),
+                4,
+                &[&[0], &[1], &[2], &[3]],
+            ),
             (&[], BatchSize::Count(3), 4, &[]),
         ];
         for (work, size, selected, want) in cases {

@@ -169,10 +169,16 @@ pub async fn run<C: Connector>(
         reporter.event(Event::StageStarted {
             hosts: staging.len(),
         });
-        runs = run_phase(runs, &staging, opts.forks, &reporter, move |mut run, rep| async move {
-            run.stage(timeout, rep.as_ref()).await;
-            run
-        })
+        runs = run_phase(
+            runs,
+            &staging,
+            opts.forks,
+            &reporter,
+            move |mut run, rep| async move {
+                run.stage(timeout, rep.as_ref()).await;
+                run
+            },
+        )
         .await;
         if let Some(why) = over_budget(&runs, budget) {
             halt = Some(Halt::Budget(format!("{why}; no batch was started")));
@@ -193,10 +199,16 @@ pub async fn run<C: Connector>(
                 total,
                 hosts: &names,
             });
-            runs = run_phase(runs, batch, opts.forks, &reporter, move |mut run, rep| async move {
-                run.roll(timeout, rep.as_ref()).await;
-                run
-            })
+            runs = run_phase(
+                runs,
+                batch,
+                opts.forks,
+                &reporter,
+                move |mut run, rep| async move {
+                    run.roll(timeout, rep.as_ref()).await;
+                    run
+                },
+            )
             .await;
             if let Some(why) = over_budget(&runs, budget) {
                 halt = Some(Halt::Budget(format!(

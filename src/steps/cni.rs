@@ -23,7 +23,11 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
         return Plan::Refused(if facts.unit_files.contains_key(other) {
             format!(
                 "this agent runs {other}, not {unit}: fix its role in the inventory (role: {})",
-                if other == Role::Public.mesos_unit() { "public" } else { "private" }
+                if other == Role::Public.mesos_unit() {
+                    "public"
+                } else {
+                    "private"
+                }
             )
         } else {
             format!("unit {unit}.service not found: is this a DC/OS agent?")
@@ -57,11 +61,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
         });
     }
     if !change.apply.is_empty() {
-        let shas: BTreeSet<&str> = want
-            .binaries
-            .iter()
-            .map(|b| b.sha256.as_str())
-            .collect();
+        let shas: BTreeSet<&str> = want.binaries.iter().map(|b| b.sha256.as_str()).collect();
         change.apply.push(Action::Run {
             what: "clear the stage area".into(),
             script: Cmd::new("rm")
@@ -167,7 +167,10 @@ mod tests {
         no_unit.unit_files.remove("dcos-mesos-slave");
 
         assert_eq!(plan(&agent(Role::Private), cni, &converged), Plan::Ok);
-        assert!(matches!(plan(&agent(Role::Private), None, &converged), Plan::Skipped(_)));
+        assert!(matches!(
+            plan(&agent(Role::Private), None, &converged),
+            Plan::Skipped(_)
+        ));
         match plan(&agent(Role::Private), cni, &public_unit) {
             Plan::Refused(why) => assert!(why.contains("role: public"), "{why}"),
             other => panic!("{other:?}"),

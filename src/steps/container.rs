@@ -29,7 +29,11 @@ fn replace_script(spec: &ContainerSpec) -> String {
         .arg("container")
         .arg("--")
         .arg(spec.name);
-    let rm = Cmd::new("docker").arg("rm").arg("-f").arg("--").arg(spec.name);
+    let rm = Cmd::new("docker")
+        .arg("rm")
+        .arg("-f")
+        .arg("--")
+        .arg(spec.name);
     format!(
         "set -e\nif {inspect} >/dev/null 2>&1; then {rm} >/dev/null; fi\n{} >/dev/null\n",
         run_command(spec)
@@ -51,16 +55,22 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
     let name = spec.name;
     let start = match facts.containers.get(name) {
         None => Some(format!("start {name} ({})", spec.image)),
-        Some(c) if c.spec_hash.as_deref() != Some(&spec.spec_hash) => Some(if c.image != spec.image.as_str() {
-            format!("replace {name}: {} -> {}", c.image, spec.image)
-        } else {
-            format!("replace {name}: its configuration changed ({})", spec.image)
-        }),
+        Some(c) if c.spec_hash.as_deref() != Some(&spec.spec_hash) => {
+            Some(if c.image != spec.image.as_str() {
+                format!("replace {name}: {} -> {}", c.image, spec.image)
+            } else {
+                format!("replace {name}: its configuration changed ({})", spec.image)
+            })
+        }
         Some(c) if !c.running => {
             change.summary.push(format!("start the stopped {name}"));
             change.apply.push(Action::Run {
                 what: format!("start {name}"),
-                script: Cmd::new("docker").arg("start").arg("--").arg(name).to_string(),
+                script: Cmd::new("docker")
+                    .arg("start")
+                    .arg("--")
+                    .arg(name)
+                    .to_string(),
             });
             change.gate = Some(Gate::Container { name: name.into() });
             None
@@ -76,7 +86,9 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
         change.gate = Some(Gate::Container { name: name.into() });
     } else if env_changed && change.gate.is_none() {
         // The container already runs this spec; only the file drifted.
-        change.summary.push(format!("rewrite {}", spec.env_file.path));
+        change
+            .summary
+            .push(format!("rewrite {}", spec.env_file.path));
     }
     if change == Change::default() {
         Plan::Ok
@@ -99,7 +111,10 @@ mod tests {
         let argv = shlex::split(&cmd).unwrap();
         assert_eq!(&argv[..4], ["docker", "run", "-d", "--name"]);
         assert!(argv.contains(&"--env-file".to_string()));
-        assert!(!cmd.contains("s3cret"), "env values never reach the command line: {cmd}");
+        assert!(
+            !cmd.contains("s3cret"),
+            "env values never reach the command line: {cmd}"
+        );
         assert_eq!(argv.last().unwrap(), "calico/node:v2.6.12");
     }
 

@@ -143,8 +143,11 @@ mod tests {
 
     #[test]
     fn merge_keeps_every_other_key_in_order() {
-        let existing = br#"{"debug": false, "log-opts": {"max-size": "50m"}, "storage-driver": "overlay2"}"#;
-        let out = merge_daemon_json(Some(existing), &managed()).unwrap().unwrap();
+        let existing =
+            br#"{"debug": false, "log-opts": {"max-size": "50m"}, "storage-driver": "overlay2"}"#;
+        let out = merge_daemon_json(Some(existing), &managed())
+            .unwrap()
+            .unwrap();
         assert_eq!(out.changed_keys, ["cluster-store"]);
         let text = String::from_utf8(out.bytes).unwrap();
         let doc: Value = serde_json::from_str(&text).unwrap();
@@ -154,7 +157,10 @@ mod tests {
                    "cluster-store": "etcd://127.0.0.1:2379"})
         );
         let order: Vec<&String> = doc.as_object().unwrap().keys().collect();
-        assert_eq!(order, ["debug", "log-opts", "storage-driver", "cluster-store"]);
+        assert_eq!(
+            order,
+            ["debug", "log-opts", "storage-driver", "cluster-store"]
+        );
         assert!(text.ends_with("}\n"));
     }
 
@@ -163,7 +169,10 @@ mod tests {
         let cases: [(Option<&[u8]>, Result<bool, &str>); 6] = [
             (None, Ok(true)),
             (Some(b""), Ok(true)),
-            (Some(br#"{"cluster-store":"etcd://127.0.0.1:2379"}"#), Ok(false)),
+            (
+                Some(br#"{"cluster-store":"etcd://127.0.0.1:2379"}"#),
+                Ok(false),
+            ),
             (
                 Some(b"{\n    \"cluster-store\" : \"etcd://127.0.0.1:2379\", \"debug\": true }"),
                 Ok(false),

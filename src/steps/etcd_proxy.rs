@@ -7,7 +7,9 @@ use crate::shell::Cmd;
 
 pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
     let Some(want) = want else {
-        return Plan::Skipped("etcd.proxy is false: clients use the etcd endpoints directly".into());
+        return Plan::Skipped(
+            "etcd.proxy is false: clients use the etcd endpoints directly".into(),
+        );
     };
     if !facts.etcd_binary_ok {
         return Plan::Refused(format!(
@@ -19,7 +21,9 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
     let mut change = Change::default();
     let file_changed = differs(facts, &want.unit_file);
     if file_changed {
-        change.summary.push(format!("write {}", want.unit_file.path));
+        change
+            .summary
+            .push(format!("write {}", want.unit_file.path));
         change.apply.push(Action::MarkPending { unit: unit.into() });
         change.apply.push(Action::install(&want.unit_file));
         change.apply.push(Action::Run {
@@ -78,7 +82,9 @@ mod tests {
         let want = desired();
         let proxy = want.etcd_proxy.as_ref();
         let mut stopped = converged_facts(&want);
-        stopped.active.insert(ETCD_PROXY_UNIT.into(), "failed".into());
+        stopped
+            .active
+            .insert(ETCD_PROXY_UNIT.into(), "failed".into());
         let mut pending = converged_facts(&want);
         pending.pending.insert(ETCD_PROXY_UNIT.into());
         let mut no_binary = converged_facts(&want);
@@ -89,8 +95,14 @@ mod tests {
             _ => false,
         };
         assert_eq!(plan(proxy, &converged_facts(&want)), Plan::Ok);
-        assert!(restart_only(plan(proxy, &stopped)), "a stopped gateway is started");
-        assert!(restart_only(plan(proxy, &pending)), "an unfinished restart is redone");
+        assert!(
+            restart_only(plan(proxy, &stopped)),
+            "a stopped gateway is started"
+        );
+        assert!(
+            restart_only(plan(proxy, &pending)),
+            "an unfinished restart is redone"
+        );
         assert!(matches!(plan(proxy, &no_binary), Plan::Refused(_)));
         assert!(matches!(plan(None, &fresh_facts()), Plan::Skipped(_)));
     }

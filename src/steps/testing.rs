@@ -8,8 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::desired::{
-    self, Binary, CniDesired, ContainerSpec, Desired, DockerDesired, EtcdProxyDesired,
-    ManagedFile,
+    self, Binary, CniDesired, ContainerSpec, Desired, DockerDesired, EtcdProxyDesired, ManagedFile,
 };
 use crate::facts::{Container, Facts, Version};
 use crate::inventory::{Agent, ContainerConfig, HostKeyChecking, Role, SshSettings};
@@ -48,7 +47,9 @@ fn binary(name: &str, sha: char) -> Binary {
     Binary {
         name: name.into(),
         local: format!("/tmp/{name}").into(),
-        path: format!("/opt/mesosphere/active/cni/{name}").parse().unwrap(),
+        path: format!("/opt/mesosphere/active/cni/{name}")
+            .parse()
+            .unwrap(),
         sha256: sha.to_string().repeat(64),
         size: 1024,
     }
@@ -58,7 +59,9 @@ pub fn desired() -> Desired {
     Desired {
         etcd_proxy: Some(EtcdProxyDesired {
             unit_file: ManagedFile::new(
-                "/etc/systemd/system/calico-etcd-proxy.service".parse().unwrap(),
+                "/etc/systemd/system/calico-etcd-proxy.service"
+                    .parse()
+                    .unwrap(),
                 "[Service]\nExecStart=/usr/bin/etcd gateway start\n",
                 0o644,
             ),
@@ -73,7 +76,9 @@ pub fn desired() -> Desired {
         cni: Some(CniDesired {
             binaries: Arc::from(vec![binary("calico", 'a'), binary("calico-ipam", 'b')]),
             config: ManagedFile::new(
-                "/opt/mesosphere/etc/dcos/network/cni/calico.cni".parse().unwrap(),
+                "/opt/mesosphere/etc/dcos/network/cni/calico.cni"
+                    .parse()
+                    .unwrap(),
                 "{\"name\": \"calico\"}\n",
                 0o644,
             ),
@@ -98,7 +103,10 @@ pub fn fresh_facts() -> Facts {
         docker_version: Ok(Version(20, 10, 24)),
         docker_answering: Ok(()),
         unit_files: BTreeMap::from([
-            ("docker".into(), "[Service]\nExecStart=/usr/bin/dockerd\n".into()),
+            (
+                "docker".into(),
+                "[Service]\nExecStart=/usr/bin/dockerd\n".into(),
+            ),
             ("dcos-mesos-slave".into(), "[Service]\n".into()),
         ]),
         active: BTreeMap::from([
@@ -133,7 +141,8 @@ pub fn converged_facts(want: &Desired) -> Facts {
         f.hashes.insert(b.path.to_string(), b.sha256.clone());
     }
     f.active.insert("calico-etcd-proxy".into(), "active".into());
-    f.enabled.insert("calico-etcd-proxy".into(), "enabled".into());
+    f.enabled
+        .insert("calico-etcd-proxy".into(), "enabled".into());
     f.daemon_json = Some(br#"{"debug": false, "cluster-store": "etcd://127.0.0.1:2379"}"#.to_vec());
     for c in [&want.libnetwork, &want.node].into_iter().flatten() {
         f.containers.insert(

@@ -83,7 +83,10 @@ pub fn cluster() -> Cluster {
         let status = Command::new(repo().join("testenv/up.sh"))
             .status()
             .expect("run testenv/up.sh");
-        assert!(status.success(), "testenv/up.sh failed: the fake cluster is not up");
+        assert!(
+            status.success(),
+            "testenv/up.sh failed: the fake cluster is not up"
+        );
     });
     std::thread::scope(|s| {
         for a in &AGENTS {
@@ -105,7 +108,8 @@ impl Cluster {
         let agents: Vec<Value> = AGENTS
             .iter()
             .map(|a| {
-                let mut v = json!({"name": a.name, "address": "127.0.0.1", "port": a.port, "user": a.user});
+                let mut v =
+                    json!({"name": a.name, "address": "127.0.0.1", "port": a.port, "user": a.user});
                 if a.public {
                     v["role"] = json!("public");
                 }
@@ -157,7 +161,10 @@ pub fn run_binary(command: &str, inventory: &Path, extra: &[&str]) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
     // Shown only when the test fails: the operator's view of the run.
-    eprintln!("--- calico-rollout {command} (exit {})\n{}", run.code, run.stderr);
+    eprintln!(
+        "--- calico-rollout {command} (exit {})\n{}",
+        run.code, run.stderr
+    );
     run
 }
 
@@ -175,11 +182,17 @@ impl Run {
 
     /// The status of one host's step, e.g. `status("agent-1", "docker")`.
     pub fn status(&self, host: &str, step: &str) -> String {
-        self.cell(host, step)["status"].as_str().unwrap().to_string()
+        self.cell(host, step)["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     pub fn message(&self, host: &str, step: &str) -> String {
-        self.cell(host, step)["message"].as_str().unwrap().to_string()
+        self.cell(host, step)["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn cell(&self, host: &str, step: &str) -> Value {
@@ -274,7 +287,14 @@ pub fn restart_log(agent_name: &str) -> Vec<Restart> {
 /// The `docker inspect` view of a container on an agent, if it exists.
 pub fn container(agent_name: &str, name: &str) -> Option<Value> {
     let out = Command::new("docker")
-        .args(["exec", agent(agent_name).container, "docker", "inspect", "--", name])
+        .args([
+            "exec",
+            agent(agent_name).container,
+            "docker",
+            "inspect",
+            "--",
+            name,
+        ])
         .output()
         .expect("docker exec");
     let list: Value = serde_json::from_slice(&out.stdout).ok()?;
