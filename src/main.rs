@@ -58,6 +58,13 @@ fn main() -> color_eyre::Result<()> {
 
 async fn run(cli: &Cli) -> Result<i32, Error> {
     let config = config::from_command(&cli.command)?;
+    eprintln!(
+        "calico-rollout {}: {} agent(s) from {} (sha256 {})",
+        if config.dry_run { "plan" } else { "apply" },
+        config.hosts.len(),
+        config.inventory.path.display(),
+        &config.inventory.hash[..12],
+    );
     let progress = Arc::new(ui::Progress::new());
     let reporter: Arc<dyn Reporter> = progress.clone();
     let opts = rollout::Options {

@@ -35,10 +35,3 @@ pub trait Reporter: Send + Sync {
     /// The run is over: clear any live display before the report prints.
     fn finish(&self) {}
 }
-
-/// Reports nothing; for tests and `--quiet` style use.
-pub struct Silent;
-
-impl Reporter for Silent {
-    fn event(&self, _: Event<'_>) {}
-}

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::exit;
 use crate::steps::StepName;
 
-pub use events::{Event, Reporter, Silent};
+pub use events::{Event, Reporter};
 pub use render::{render_plan, render_table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -14,9 +14,12 @@ pub fn split(work: &[usize], size: &BatchSize, selected: usize) -> Vec<Vec<usize
 mod tests {
     use super::*;
 
+    /// Hosts with work, batch size, selected hosts, expected batches.
+    type Case = (&'static [usize], BatchSize, usize, &'static [&'static [usize]]);
+
     #[test]
     fn table() {
-        let cases: [(&[usize], BatchSize, usize, &[&[usize]]); 6] = [
+        let cases: [Case; 6] = [
             (
                 &[0, 1, 2, 3],
                 BatchSize::Count(1),

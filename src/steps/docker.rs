@@ -164,9 +164,12 @@ mod tests {
         assert!(text.ends_with("}\n"));
     }
 
+    /// The agent's daemon.json, and whether a merge rewrites it (or why not).
+    type Case = (Option<&'static [u8]>, Result<bool, &'static str>);
+
     #[test]
     fn merge_table() {
-        let cases: [(Option<&[u8]>, Result<bool, &str>); 6] = [
+        let cases: [Case; 6] = [
             (None, Ok(true)),
             (Some(b""), Ok(true)),
             (

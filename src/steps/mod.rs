@@ -17,8 +17,6 @@ use crate::desired::{Desired, ManagedFile};
 use crate::facts::Facts;
 use crate::inventory::{Agent, RemotePath};
 
-pub use docker::{Merged, merge_daemon_json};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepName {

@@ -38,10 +38,6 @@ impl ExecOutput {
         self.exit_status == Some(0)
     }
 
-    pub fn stdout_str(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
     /// The last few lines of stderr (or stdout when stderr is empty): what a
     /// failed cell in the report shows.
     pub fn error_tail(&self) -> String {
