@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
     about = "Install and upgrade Calico on every DC/OS agent over SSH, in rolling batches",
     after_help = "Exit status: 0 all hosts ok/changed/skipped; 2 bad command line, inventory or template; \
                   3 too many hosts failed preflight, nothing changed; 4 some host failed; \
-                  5 failure budget exceeded, later batches not started; 1 internal error."
+                  5 failure budget exceeded, later batches not started; 6 paused after the canary batch; \
+                  130 interrupted (Ctrl-C/SIGTERM), journal saved; 1 internal error."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -21,9 +22,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Roll Calico out: stage, then restart in batches, then report.
-    Apply(RunArgs),
+    Apply(ApplyArgs),
     /// Probe every host and show what apply would change; write nothing.
     Plan(RunArgs),
+    /// Put every host back as it was before the last apply changed it,
+    /// rolling in batches with the same health gates.
+    Rollback(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Continue the last apply, which was interrupted, stopped or paused:
+    /// hosts it finished are skipped. Refused if the inventory changed.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Stop after the canary batch has stayed healthy; go on with --resume.
+    #[arg(long)]
+    pub pause_after_canary: bool,
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +68,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Where the run journal is kept [default: .calico-rollout/<inventory
+    /// name>/ next to the inventory].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -57,11 +81,8 @@ pub struct RunArgs {
 impl Command {
     pub fn args(&self) -> &RunArgs {
         match self {
-            Command::Apply(a) | Command::Plan(a) => a,
+            Command::Apply(a) => &a.run,
+            Command::Plan(a) | Command::Rollback(a) => a,
         }
-    }
-
-    pub fn dry_run(&self) -> bool {
-        matches!(self, Command::Plan(_))
     }
 }

@@ -1,6 +1,7 @@
 //! From the raw command line to a validated run: the inventory loaded, the
 //! hosts selected, every template rendered. Nothing here touches the network.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use globset::{Glob, GlobSetBuilder};
@@ -9,6 +10,8 @@ use crate::cli::Command;
 use crate::desired::{self, Desired};
 use crate::error::Error;
 use crate::inventory::{self, Agent, Inventory};
+use crate::journal;
+use crate::rollout::Mode;
 use crate::templates::Templates;
 
 pub struct Config {
@@ -16,8 +19,12 @@ pub struct Config {
     /// The selected agents with their desired state, in inventory order.
     pub hosts: Vec<(Agent, Desired)>,
     pub forks: usize,
-    pub dry_run: bool,
+    pub mode: Mode,
     pub json: bool,
+    pub resume: bool,
+    pub pause_after_canary: bool,
+    /// Where the run journal lives.
+    pub state_dir: PathBuf,
 }
 
 pub fn from_command(command: &Command) -> Result<Config, Error> {
@@ -37,12 +44,24 @@ pub fn from_command(command: &Command) -> Result<Config, Error> {
             Ok((agent, want))
         })
         .collect::<Result<Vec<_>, Error>>()?;
+    let (mode, resume, pause_after_canary) = match command {
+        Command::Apply(a) => (Mode::Apply, a.resume, a.pause_after_canary),
+        Command::Plan(_) => (Mode::Plan, false, false),
+        Command::Rollback(_) => (Mode::Rollback, false, false),
+    };
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => journal::default_state_dir(&inventory.path),
+    };
     Ok(Config {
         forks: args.forks.map(usize::from).unwrap_or(hosts.len()),
         hosts,
         inventory,
-        dry_run: command.dry_run(),
+        mode,
         json: args.json,
+        resume,
+        pause_after_canary,
+        state_dir,
     })
 }
 

@@ -24,6 +24,8 @@ pub mod exit {
     /// The failure budget was exceeded mid-rollout: later batches were not
     /// started.
     pub const STOPPED: i32 = 5;
+    /// Paused after the canary batch (`--pause-after-canary`).
+    pub const PAUSED: i32 = 6;
 }
 
 #[derive(Debug, Error)]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::desired::{self, Desired};
 use crate::inventory::Role;
 use crate::shell::Cmd;
+use crate::steps::rollback::{self, UndoRecord};
 
 /// The exit code the probe uses when it is not running as root.
 const NOT_ROOT: u32 = 97;
@@ -37,6 +38,8 @@ pub struct Facts {
     /// Units whose restart an earlier run started but did not finish.
     pub pending: BTreeSet<String>,
     pub etcd_binary_ok: bool,
+    /// What the last apply that changed this host recorded as its undo.
+    pub undo: Option<UndoRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -185,6 +188,10 @@ pub fn probe_script(want: &Desired) -> String {
         "p etcd_binary",
         Cmd::new("test").arg("-x").arg(&etcd_binary),
     );
+    line(
+        "q undo",
+        Cmd::new("cat").arg("--").arg(rollback::record_path()),
+    );
     s
 }
 
@@ -297,6 +304,15 @@ pub fn parse(exit: Option<u32>, stdout: &[u8], stderr: &[u8]) -> Result<Facts, P
         staged: lines(get("staged")?),
         pending: lines(get("pending")?),
         etcd_binary_ok: get("etcd_binary")?.code == 0,
+        undo: match get("undo")? {
+            p if p.code != 0 => None,
+            p => Some(serde_json::from_slice(&p.out).map_err(|e| {
+                ProbeError::Failed(format!(
+                    "the undo record {} is unreadable ({e})",
+                    rollback::record_path()
+                ))
+            })?),
+        },
     })
 }
 

@@ -10,6 +10,8 @@ mod desired;
 mod error;
 mod facts;
 mod inventory;
+mod journal;
+mod lock;
 mod remote;
 mod report;
 mod rollout;
@@ -28,6 +30,7 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::Cli;
 use crate::error::Error;
 use crate::report::Reporter;
+use crate::rollout::Mode;
 
 fn main() -> color_eyre::Result<()> {
     color_eyre::install()?;
@@ -60,7 +63,11 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
     let config = config::from_command(&cli.command)?;
     eprintln!(
         "calico-rollout {}: {} agent(s) from {} (sha256 {})",
-        if config.dry_run { "plan" } else { "apply" },
+        match config.mode {
+            Mode::Apply => "apply",
+            Mode::Plan => "plan",
+            Mode::Rollback => "rollback",
+        },
         config.hosts.len(),
         config.inventory.path.display(),
         &config.inventory.hash[..12],
@@ -69,7 +76,9 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
     let reporter: Arc<dyn Reporter> = progress.clone();
     let opts = rollout::Options {
         forks: config.forks,
-        dry_run: config.dry_run,
+        mode: config.mode,
+        run_id: journal::new_run_id(),
+        pause_after_canary: config.pause_after_canary,
         rollout: config.inventory.rollout.clone(),
     };
     let connector = Arc::new(transport::ssh::SshConnector::new());

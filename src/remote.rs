@@ -118,8 +118,8 @@ pub fn restart(unit: &str) -> String {
     )
 }
 
-/// One check of a health gate; exit 0 means healthy. For containers the
-/// caller also reads `docker inspect`'s JSON from stdout.
+/// One check of a health gate. Exit 0 is needed but, for docker and the
+/// containers, not enough: `gate_verdict` reads what the check printed.
 pub fn gate(gate: &Gate) -> String {
     let active = |unit: &str| {
         Cmd::new("systemctl")
@@ -156,14 +156,14 @@ pub fn gate(gate: &Gate) -> String {
             ),
             crate::desired::ETCD_PROXY_UNIT,
         ),
-        Gate::Docker => or_journal(
+        Gate::Docker { .. } => or_journal(
             format!(
-                "{} && {} >/dev/null",
+                "{} && {}",
                 active(crate::desired::DOCKER_UNIT),
                 Cmd::new("docker")
-                    .arg("version")
+                    .arg("info")
                     .arg("--format")
-                    .arg("{{.Server.Version}}")
+                    .arg("{{json .}}")
             ),
             crate::desired::DOCKER_UNIT,
         ),
@@ -194,6 +194,82 @@ pub fn gate(gate: &Gate) -> String {
             .arg(name)
             .to_string(),
     }
+}
+
+/// Whether a gate check that exited 0 shows a healthy service.
+pub fn gate_verdict(gate: &Gate, stdout: &[u8]) -> Result<(), String> {
+    match gate {
+        Gate::Docker {
+            cluster_store: Some(want),
+        } => {
+            let info: serde_json::Value = serde_json::from_slice(stdout)
+                .map_err(|e| format!("cannot read docker info: {e}"))?;
+            let got = info["ClusterStore"].as_str().unwrap_or_default();
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "docker runs with cluster store {got:?}, not {want:?}"
+                ))
+            }
+        }
+        Gate::Container { name } => {
+            let entries: serde_json::Value = serde_json::from_slice(stdout)
+                .map_err(|e| format!("cannot read docker inspect for {name}: {e}"))?;
+            let state = &entries[0]["State"];
+            match state["Running"].as_bool() {
+                Some(true) => Ok(()),
+                Some(false) => Err(format!(
+                    "{name} is {}",
+                    state["Status"].as_str().unwrap_or("not running")
+                )),
+                None => Err(format!("{name} does not exist")),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Takes back the install of `target`: the saved version goes back in
+/// place (atomically), or the file goes when it did not exist before. A
+/// unit file also reloads systemd, and a unit that is removed is stopped.
+pub fn restore_file(target: &str, existed: bool) -> String {
+    let (dir, name) = target.rsplit_once('/').expect("remote paths are absolute");
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let unit = target
+        .strip_prefix("/etc/systemd/system/")
+        .and_then(|u| u.strip_suffix(".service"));
+    let mut s = String::from("set -eu\n");
+    if existed {
+        let backup = quote(&backup_path(target));
+        s.push_str(&format!(
+            "[ -e {backup} ] || {{ echo {msg} >&2; exit 1; }}\n\
+             tmp=$(mktemp -- {template})\n\
+             trap 'rm -f -- \"$tmp\"' EXIT\n\
+             cp -p -- {backup} \"$tmp\"\n\
+             mv -f -- \"$tmp\" {target}\n\
+             trap - EXIT\n",
+            msg = quote(&format!("no saved copy of {target} to put back")),
+            template = quote(&format!("{dir}/.{name}.calico-rollout.XXXXXX")),
+            target = quote(target),
+        ));
+    } else {
+        if let Some(unit) = unit {
+            s.push_str(&format!(
+                "{} >/dev/null 2>&1 || true\n",
+                Cmd::new("systemctl")
+                    .arg("disable")
+                    .arg("--now")
+                    .arg("--")
+                    .arg(unit)
+            ));
+        }
+        s.push_str(&format!("rm -f -- {}\n", quote(target)));
+    }
+    if unit.is_some() {
+        s.push_str("systemctl daemon-reload\n");
+    }
+    s
 }
 
 #[cfg(test)]
@@ -247,6 +323,48 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    }
+
+    #[test]
+    fn restore_puts_the_saved_copy_back_or_removes_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("calico.cni");
+        let target = target.to_str().unwrap();
+        std::fs::write(target, "new").unwrap();
+        let out = sh(&restore_file(target, false), b"");
+        assert!(out.status.success());
+        assert!(!std::path::Path::new(target).exists());
+
+        // Without its saved copy, a file that existed is left alone, loudly.
+        std::fs::write(target, "new").unwrap();
+        let out = sh(&restore_file(target, true), b"");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no saved copy"));
+        assert_eq!(std::fs::read(target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn gate_verdicts() {
+        let docker = Gate::Docker {
+            cluster_store: Some("etcd://127.0.0.1:2379".into()),
+        };
+        assert!(gate_verdict(&docker, br#"{"ClusterStore": "etcd://127.0.0.1:2379"}"#).is_ok());
+        let e = gate_verdict(&docker, br#"{"ClusterStore": ""}"#).unwrap_err();
+        assert!(e.contains("not \"etcd://127.0.0.1:2379\""), "{e}");
+        let node = Gate::Container {
+            name: "calico-node".into(),
+        };
+        assert!(gate_verdict(&node, br#"[{"State": {"Running": true}}]"#).is_ok());
+        let e = gate_verdict(
+            &node,
+            br#"[{"State": {"Running": false, "Status": "exited"}}]"#,
+        )
+        .unwrap_err();
+        assert_eq!(e, "calico-node is exited");
+        assert_eq!(
+            gate_verdict(&node, b"[]").unwrap_err(),
+            "calico-node does not exist"
+        );
     }
 
     #[test]

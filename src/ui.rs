@@ -94,9 +94,14 @@ impl Reporter for Progress {
             Event::BatchStarted {
                 index,
                 total,
+                canary,
                 hosts,
             } => self.start_phase(
-                format!("batch {index} of {total}: {}", hosts.join(", ")),
+                format!(
+                    "batch {index} of {total}{}: {}",
+                    if canary { " (canary)" } else { "" },
+                    hosts.join(", ")
+                ),
                 hosts.len(),
             ),
             Event::StepFinished {

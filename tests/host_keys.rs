@@ -24,6 +24,13 @@ fn line_for(port: u16) -> String {
         .expect("agent in known_hosts")
 }
 
+/// The agent's real host key of another algorithm, as a known_hosts line.
+fn ecdsa_line_for(agent_name: &str, port: u16) -> String {
+    let public = exec(agent_name, "cat /etc/ssh/ssh_host_ecdsa_key.pub");
+    let key: Vec<&str> = public.split_whitespace().take(2).collect();
+    format!("[127.0.0.1]:{port} {}", key.join(" "))
+}
+
 /// `SHA256:…` of a known_hosts line's key, as OpenSSH prints it.
 fn fingerprint(line: &str, dir: &Path) -> String {
     let file = dir.join("one_key");
@@ -105,8 +112,9 @@ fn unknown_host_key_is_refused_under_strict_checking() {
 #[test]
 fn changed_host_key_is_refused_naming_host_and_fingerprint() {
     let c = cluster();
-    // agent-1 is known with another ed25519 key; agent-3 with a key of
-    // another algorithm, which OpenSSH would also treat as a changed key.
+    // agent-1 is known with another ed25519 key; agent-3 with a stranger
+    // ECDSA key. As OpenSSH does, the client then asks agent-3 for its
+    // ECDSA key, which does not match: changed, with that key's print.
     let mut lines = real_known_hosts();
     let ed = stranger_key("ed25519", c.dir.path());
     let ecdsa = stranger_key("ecdsa", c.dir.path());
@@ -121,10 +129,14 @@ fn changed_host_key_is_refused_naming_host_and_fingerprint() {
     let run = c.run("apply", &inv, &[]);
 
     assert_eq!(run.code, 3);
-    for (host, port) in [("agent-1", 22101), ("agent-3", 22103)] {
+    let offered_by = [
+        ("agent-1", line_for(22101)),
+        ("agent-3", ecdsa_line_for("agent-3", 22103)),
+    ];
+    for (host, offered_line) in offered_by {
         assert_eq!(run.status(host, "etcd-proxy"), "failed", "{host}");
         let why = run.message(host, "etcd-proxy");
-        let offered = fingerprint(&line_for(port), c.dir.path());
+        let offered = fingerprint(&offered_line, c.dir.path());
         assert!(why.contains("HOST KEY CHANGED"), "{host}: {why}");
         assert!(
             why.contains("127.0.0.1") && why.contains(&offered),

@@ -18,6 +18,7 @@ pub enum Event<'a> {
     BatchStarted {
         index: usize,
         total: usize,
+        canary: bool,
         hosts: &'a [String],
     },
     StepFinished {

@@ -21,6 +21,8 @@ pub enum Status {
     Skipped,
     Failed,
     Unreachable,
+    /// The change failed its health gate and was taken back.
+    Reverted,
 }
 
 impl Status {
@@ -31,11 +33,15 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Failed => "failed",
             Status::Unreachable => "unreachable",
+            Status::Reverted => "reverted",
         }
     }
 
     pub fn is_failure(self) -> bool {
-        matches!(self, Status::Failed | Status::Unreachable)
+        matches!(
+            self,
+            Status::Failed | Status::Unreachable | Status::Reverted
+        )
     }
 }
 
@@ -67,6 +73,8 @@ pub enum Halt {
     Preflight(String),
     /// The failure budget ran out mid-rollout.
     Budget(String),
+    /// Stopped after the canary batch, as asked; `--resume` goes on.
+    Paused(String),
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +90,7 @@ impl Report {
         match &self.halt {
             Some(Halt::Preflight(_)) => exit::PREFLIGHT,
             Some(Halt::Budget(_)) => exit::STOPPED,
+            Some(Halt::Paused(_)) => exit::PAUSED,
             None if self.hosts.iter().any(HostReport::failed) => exit::HOST_FAILED,
             None => exit::SUCCESS,
         }

@@ -81,6 +81,9 @@ pub fn render_table(report: &Report) -> String {
         Some(Halt::Budget(why)) => {
             let _ = writeln!(out, "STOPPED: {why}");
         }
+        Some(Halt::Paused(why)) => {
+            let _ = writeln!(out, "PAUSED: {why}");
+        }
         None => {}
     }
     out
@@ -96,7 +99,7 @@ pub fn render_plan(report: &Report) -> String {
                 Status::Ok => "ok, nothing to do".to_string(),
                 Status::Changed => format!("would {}", step.message),
                 Status::Skipped => format!("skipped ({})", step.message),
-                Status::Failed | Status::Unreachable => {
+                Status::Failed | Status::Unreachable | Status::Reverted => {
                     format!("{}: {}", step.status.as_str().to_uppercase(), step.message)
                 }
             };

@@ -11,11 +11,24 @@ use crate::inventory::Agent;
 use crate::remote;
 use crate::report::{Event, HostReport, Reporter, Status, StepResult};
 use crate::shell::privileged;
-use crate::steps::{Action, Change, Gate, Plan, Source, StepName, StepPlan};
+use crate::steps::rollback::{self, UndoRecord, UndoStep};
+use crate::steps::{Action, Change, Gate, Plan, Source, StepName, StepPlan, Undo, restore_script};
+
+use super::Mode;
 use crate::transport::{ExecOutput, Stdin, Transport};
 
 /// How often a health gate is checked while a service comes back.
 const GATE_POLL: Duration = Duration::from_millis(500);
+/// How often the gates are checked while a restarted host must stay healthy.
+const WATCH_POLL: Duration = Duration::from_secs(1);
+
+/// How a host's changes are gated and taken back.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub health_timeout: Duration,
+    pub min_healthy: Duration,
+    pub revert: bool,
+}
 
 pub struct HostRun<S> {
     pub agent: Agent,
@@ -24,6 +37,9 @@ pub struct HostRun<S> {
     pub plans: Vec<StepPlan>,
     /// In `StepName::ALL` order; `None` while the step is still to run.
     pub results: Vec<Option<StepResult>>,
+    /// Steps whose changes this run began to apply, in order: what a revert
+    /// takes back.
+    applied: Vec<usize>,
 }
 
 impl<S: Transport> HostRun<S> {
@@ -45,6 +61,7 @@ impl<S: Transport> HostRun<S> {
             session: None,
             plans: Vec::new(),
             results,
+            applied: Vec::new(),
         }
     }
 
@@ -56,6 +73,7 @@ impl<S: Transport> HostRun<S> {
             session: Some(session),
             results: vec![None; plans.len()],
             plans,
+            applied: Vec::new(),
         };
         for i in 0..run.plans.len() {
             let step = run.plans[i].step;
@@ -138,13 +156,12 @@ impl<S: Transport> HostRun<S> {
 
     /// Uploads for every step still to run, and the complete run of the
     /// steps that are not rolled in batches.
-    pub async fn stage(&mut self, health_timeout: Duration, reporter: &dyn Reporter) {
+    pub async fn stage(&mut self, policy: &Policy, reporter: &dyn Reporter) {
         for i in 0..self.plans.len() {
             if self.results[i].is_some() {
                 continue;
             }
-            if let Some(first) = self.first_failure() {
-                self.skip_rest(&format!("not run: {first} failed"), Some(reporter));
+            if self.halt_on_failure(reporter) {
                 return;
             }
             let Plan::Change(change) = self.plans[i].plan.clone() else {
@@ -153,57 +170,179 @@ impl<S: Transport> HostRun<S> {
             if let Err(e) = self.run_actions(&change.stage).await {
                 self.finish(i, Status::Failed, e, false, Some(reporter));
             } else if !self.plans[i].step.in_batches() {
-                self.run_change(i, &change, health_timeout, reporter).await;
+                self.roll_steps(&[i], policy, reporter).await;
             }
         }
     }
 
-    /// The batched steps, in order, stopping at the first failure.
-    pub async fn roll(&mut self, health_timeout: Duration, reporter: &dyn Reporter) {
-        for i in 0..self.plans.len() {
-            if self.results[i].is_some() {
-                continue;
-            }
-            if let Some(first) = self.first_failure() {
-                self.skip_rest(&format!("not run: {first} failed"), Some(reporter));
+    /// The batched steps, in order; on a failure, the host is reverted.
+    pub async fn roll(&mut self, policy: &Policy, reporter: &dyn Reporter) {
+        let todo: Vec<usize> = (0..self.plans.len())
+            .filter(|&i| self.results[i].is_none() && self.plans[i].step.in_batches())
+            .collect();
+        self.roll_steps(&todo, policy, reporter).await;
+    }
+
+    /// Runs the changes at `todo`, then watches every passed gate for
+    /// `min_healthy`. A failure anywhere reverts every change this run made
+    /// on the host, when the policy allows.
+    async fn roll_steps(&mut self, todo: &[usize], policy: &Policy, reporter: &dyn Reporter) {
+        let mut gates: Vec<(usize, Gate)> = Vec::new();
+        let mut failure: Option<(usize, String)> = None;
+        for &i in todo {
+            if self.halt_on_failure(reporter) {
                 return;
             }
-            if let Plan::Change(change) = self.plans[i].plan.clone() {
-                self.run_change(i, &change, health_timeout, reporter).await;
+            let Plan::Change(change) = self.plans[i].plan.clone() else {
+                continue;
+            };
+            self.applied.push(i);
+            match self.apply_change(&change, policy.health_timeout).await {
+                Ok(()) => {
+                    let summary = change.summary.join("; ");
+                    let restarted = change.restart.is_some();
+                    self.finish(i, Status::Changed, summary, restarted, Some(reporter));
+                    gates.extend(
+                        change
+                            .restart
+                            .map(|r| r.gate)
+                            .or(change.gate)
+                            .map(|g| (i, g)),
+                    );
+                }
+                Err(e) => {
+                    failure = Some((i, e));
+                    break;
+                }
             }
+        }
+        if failure.is_none() && !policy.min_healthy.is_zero() && !gates.is_empty() {
+            failure = self.watch(&gates, policy.min_healthy).await.err();
+        }
+        if let Some((i, why)) = failure {
+            self.fail_and_revert(i, why, policy, reporter).await;
         }
     }
 
-    async fn run_change(
+    /// Marks the rest skipped when an earlier step failed; true if so.
+    fn halt_on_failure(&mut self, reporter: &dyn Reporter) -> bool {
+        match self.first_failure() {
+            Some(first) => {
+                self.skip_rest(&format!("not run: {first} failed"), Some(reporter));
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn apply_change(&self, change: &Change, health_timeout: Duration) -> Result<(), String> {
+        // Uploads already happened in the stage phase.
+        self.run_actions(&change.apply).await?;
+        if let Some(restart) = &change.restart {
+            self.exec(&remote::restart(&restart.unit), Stdin::Empty)
+                .await
+                .map_err(|e| format!("restart {} failed: {e}", restart.unit))?;
+            self.wait_healthy(&restart.gate, health_timeout)
+                .await
+                .map_err(|e| format!("{} restarted but is not healthy: {e}", restart.unit))?;
+            self.exec(&remote::clear_pending(&restart.unit), Stdin::Empty)
+                .await?;
+        } else if let Some(gate) = &change.gate {
+            self.wait_healthy(gate, health_timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks every gate once a second until `window` has passed: a service
+    /// that crash-loops passes its first check and fails a later one.
+    async fn watch(
+        &self,
+        gates: &[(usize, Gate)],
+        window: Duration,
+    ) -> Result<(), (usize, String)> {
+        let until = Instant::now() + window;
+        loop {
+            for (i, gate) in gates {
+                self.check_gate(gate).await.map_err(|e| {
+                    (
+                        *i,
+                        format!("became unhealthy within {}s: {e}", window.as_secs()),
+                    )
+                })?;
+            }
+            if Instant::now() >= until {
+                return Ok(());
+            }
+            tokio::time::sleep(WATCH_POLL.min(until - Instant::now())).await;
+        }
+    }
+
+    /// Records the failure of step `i`, then takes back every change this
+    /// run made on the host, newest first.
+    async fn fail_and_revert(
         &mut self,
         i: usize,
-        change: &Change,
-        health_timeout: Duration,
+        why: String,
+        policy: &Policy,
         reporter: &dyn Reporter,
     ) {
-        let summary = change.summary.join("; ");
-        // Uploads already happened in the stage phase.
-        let outcome = async {
-            self.run_actions(&change.apply).await?;
-            if let Some(restart) = &change.restart {
+        let step = self.plans[i].step;
+        if !policy.revert {
+            self.finish(i, Status::Failed, why, false, Some(reporter));
+            self.skip_rest(&format!("not run: {step} failed"), Some(reporter));
+            return;
+        }
+        reporter.event(Event::Notice(&format!(
+            "{}: {step} failed, reverting this host: {why}",
+            self.agent.name
+        )));
+        let applied: Vec<usize> = self.applied.iter().rev().copied().collect();
+        let mut revert_error = None;
+        for &j in &applied {
+            let Plan::Change(change) = self.plans[j].plan.clone() else {
+                continue;
+            };
+            if let Err(e) = self.revert_change(&change, policy.health_timeout).await {
+                revert_error = Some(format!("reverting {}: {e}", self.plans[j].step));
+                break;
+            }
+        }
+        for &j in &applied {
+            let (status, message) = match (&revert_error, j == i) {
+                (None, true) => (Status::Reverted, format!("{why}; reverted")),
+                (None, false) => (Status::Reverted, format!("reverted because {step} failed")),
+                (Some(r), true) => (Status::Failed, format!("{why}; revert failed: {r}")),
+                (Some(r), false) => (
+                    Status::Failed,
+                    format!("{step} failed and the revert failed: {r}"),
+                ),
+            };
+            self.finish(j, status, message, false, Some(reporter));
+        }
+        self.skip_rest(&format!("not run: {step} failed"), Some(reporter));
+    }
+
+    async fn revert_change(&self, change: &Change, health_timeout: Duration) -> Result<(), String> {
+        for undo in &change.undo {
+            self.run_actions(std::slice::from_ref(&Action::Undo(undo.clone())))
+                .await?;
+        }
+        if let Some(restart) = &change.restart {
+            let unit_file_gone = change.undo.iter().any(|u| {
+                matches!(u, Undo::File { target, existed: false }
+                    if target.ends_with(&format!("/{}.service", restart.unit)))
+            });
+            if !unit_file_gone {
                 self.exec(&remote::restart(&restart.unit), Stdin::Empty)
                     .await
                     .map_err(|e| format!("restart {} failed: {e}", restart.unit))?;
-                self.wait_healthy(&restart.gate, health_timeout)
-                    .await
-                    .map_err(|e| format!("{} restarted but is not healthy: {e}", restart.unit))?;
-                self.exec(&remote::clear_pending(&restart.unit), Stdin::Empty)
+                self.wait_healthy(&restart.gate.relaxed(), health_timeout)
                     .await?;
-            } else if let Some(gate) = &change.gate {
-                self.wait_healthy(gate, health_timeout).await?;
             }
-            Ok::<bool, String>(change.restart.is_some())
+            self.exec(&remote::clear_pending(&restart.unit), Stdin::Empty)
+                .await?;
         }
-        .await;
-        match outcome {
-            Ok(restarted) => self.finish(i, Status::Changed, summary, restarted, Some(reporter)),
-            Err(e) => self.finish(i, Status::Failed, e, false, Some(reporter)),
-        }
+        Ok(())
     }
 
     async fn run_actions(&self, actions: &[Action]) -> Result<(), String> {
@@ -242,6 +381,16 @@ impl<S: Transport> HostRun<S> {
                         .await
                         .map_err(|e| format!("{what}: {e}"))?;
                 }
+                Action::Undo(Undo::File { target, existed }) => {
+                    self.exec(&remote::restore_file(target, *existed), Stdin::Empty)
+                        .await
+                        .map_err(|e| format!("putting back {target}: {e}"))?;
+                }
+                Action::Undo(Undo::Container { name }) => {
+                    self.exec(&restore_script(name), Stdin::Empty)
+                        .await
+                        .map_err(|e| format!("putting back container {name}: {e}"))?;
+                }
             }
         }
         Ok(())
@@ -250,16 +399,8 @@ impl<S: Transport> HostRun<S> {
     /// Polls the gate until it passes or `timeout` runs out.
     async fn wait_healthy(&self, gate: &Gate, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        let script = remote::gate(gate);
         loop {
-            let verdict = match self.exec(&script, Stdin::Empty).await {
-                Ok(out) => match gate {
-                    Gate::Container { name } => container_running(&out, name),
-                    _ => Ok(()),
-                },
-                Err(e) => Err(e),
-            };
-            match verdict {
+            match self.check_gate(gate).await {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() >= deadline => {
                     return Err(format!(
@@ -270,6 +411,11 @@ impl<S: Transport> HostRun<S> {
                 Err(_) => tokio::time::sleep(GATE_POLL).await,
             }
         }
+    }
+
+    async fn check_gate(&self, gate: &Gate) -> Result<(), String> {
+        let out = self.exec(&remote::gate(gate), Stdin::Empty).await?;
+        remote::gate_verdict(gate, &out.stdout)
     }
 
     /// Runs a privileged script; a non-zero exit is an error carrying the
@@ -287,6 +433,73 @@ impl<S: Transport> HostRun<S> {
             Ok(out)
         } else {
             Err(out.error_tail())
+        }
+    }
+
+    /// Leaves on the host what `rollback` needs: after an apply that
+    /// changed it, the undo of every change that stuck; after a rollback
+    /// that went through, nothing (the record is used up).
+    pub async fn record_undo(&self, mode: Mode, run_id: &str) -> Result<(), String> {
+        let path = rollback::record_path();
+        match mode {
+            Mode::Plan => Ok(()),
+            Mode::Rollback => {
+                let clean = self
+                    .results
+                    .iter()
+                    .flatten()
+                    .all(|r| !r.status.is_failure());
+                let changed = self
+                    .results
+                    .iter()
+                    .flatten()
+                    .any(|r| r.status == Status::Changed);
+                if clean && changed {
+                    self.exec(
+                        &crate::shell::Cmd::new("rm")
+                            .arg("-f")
+                            .arg("--")
+                            .arg(&path)
+                            .to_string(),
+                        Stdin::Empty,
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            Mode::Apply => {
+                let steps: Vec<UndoStep> = self
+                    .plans
+                    .iter()
+                    .zip(&self.results)
+                    .filter_map(|(plan, result)| match (&plan.plan, result) {
+                        (Plan::Change(change), Some(r)) if r.status == Status::Changed => {
+                            Some(UndoStep {
+                                step: plan.step,
+                                undo: change.undo.clone(),
+                                restart: change.restart.as_ref().map(|r| r.unit.clone()),
+                            })
+                        }
+                        _ => None,
+                    })
+                    .filter(|s| !s.undo.is_empty() || s.restart.is_some())
+                    .collect();
+                if steps.is_empty() {
+                    return Ok(());
+                }
+                let record = UndoRecord {
+                    run: run_id.to_string(),
+                    steps,
+                };
+                let bytes = serde_json::to_vec_pretty(&record).expect("undo record serializes");
+                let sha = crate::desired::sha256_hex(&bytes);
+                self.exec(
+                    &remote::install(&path, 0o600, &sha, false),
+                    Stdin::Bytes(&bytes),
+                )
+                .await
+                .map(|_| ())
+            }
         }
     }
 
@@ -308,27 +521,5 @@ impl<S: Transport> HostRun<S> {
             host: self.agent.name,
             steps,
         }
-    }
-}
-
-fn container_running(out: &ExecOutput, name: &str) -> Result<(), String> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Entry {
-        state: State,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct State {
-        running: bool,
-        #[serde(default)]
-        status: String,
-    }
-    let entries: Vec<Entry> = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("cannot read docker inspect for {name}: {e}"))?;
-    match entries.first() {
-        Some(e) if e.state.running => Ok(()),
-        Some(e) => Err(format!("{name} is {}", e.state.status)),
-        None => Err(format!("{name} does not exist")),
     }
 }

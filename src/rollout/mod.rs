@@ -12,19 +12,31 @@ use tokio::sync::Semaphore;
 
 use crate::desired::Desired;
 use crate::facts;
-use crate::inventory::{Agent, RolloutConfig};
+use crate::inventory::{Agent, FailureBudget, RolloutConfig};
 use crate::report::{Event, Halt, Report, Reporter, Status};
 use crate::shell::privileged;
 use crate::steps;
 use crate::transport::{Connector, Stdin, Transport, TransportError};
 
-use host::HostRun;
+use host::{HostRun, Policy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    /// Probe and plan; write nothing.
+    Plan,
+    /// Take back the last apply, from each host's undo record.
+    Rollback,
+}
 
 pub struct Options {
     /// How many hosts are worked on at once.
     pub forks: usize,
-    /// `plan`: probe and plan, write nothing.
-    pub dry_run: bool,
+    pub mode: Mode,
+    /// Identifies this run in undo records.
+    pub run_id: String,
+    /// Stop after the canary batch has proved healthy.
+    pub pause_after_canary: bool,
     pub rollout: RolloutConfig,
 }
 
@@ -71,7 +83,7 @@ async fn preflight<C: Connector>(
     connector: Arc<C>,
     agent: Agent,
     want: Desired,
-    dry_run: bool,
+    mode: Mode,
     reporter: Arc<dyn Reporter>,
 ) -> HostRun<C::Session> {
     let session = match connector.connect(&agent).await {
@@ -99,8 +111,11 @@ async fn preflight<C: Connector>(
             }
         },
     };
-    let plans = steps::plan_host(&agent, &want, &facts);
-    HostRun::planned(agent, session, plans, dry_run)
+    let plans = match mode {
+        Mode::Rollback => steps::rollback::plan(&agent, facts.undo.as_ref()),
+        Mode::Apply | Mode::Plan => steps::plan_host(&agent, &want, &facts),
+    };
+    HostRun::planned(agent, session, plans, mode == Mode::Plan)
 }
 
 fn failed_hosts<S: Transport>(runs: &[HostRun<S>]) -> Vec<&str> {
@@ -111,12 +126,15 @@ fn failed_hosts<S: Transport>(runs: &[HostRun<S>]) -> Vec<&str> {
 }
 
 /// Returns why the rollout must stop, if more hosts failed than allowed.
-fn over_budget<S: Transport>(runs: &[HostRun<S>], budget: usize) -> Option<String> {
+/// Failures add up over the whole run; unreachable hosts count too.
+fn over_budget<S: Transport>(runs: &[HostRun<S>], budget: &FailureBudget) -> Option<String> {
     let failed = failed_hosts(runs);
-    (failed.len() > budget).then(|| {
+    let allowed = budget.allowed(runs.len());
+    (failed.len() > allowed).then(|| {
         format!(
-            "{} host(s) failed ({}), more than rollout.max_failures ({budget}) allows",
+            "{} of {} host(s) failed ({}), more than rollout.max_failures ({budget}) allows",
             failed.len(),
+            runs.len(),
             failed.join(", ")
         )
     })
@@ -130,13 +148,19 @@ pub async fn run<C: Connector>(
     reporter: Arc<dyn Reporter>,
 ) -> Report {
     let selected = hosts.len();
-    let budget = opts.rollout.max_failures;
-    let timeout = opts.rollout.health_timeout;
+    let budget = &opts.rollout.max_failures;
+    let policy = Policy {
+        health_timeout: opts.rollout.health_timeout,
+        min_healthy: opts.rollout.min_healthy,
+        // A rollback has nothing of its own to take back.
+        revert: opts.rollout.revert && opts.mode == Mode::Apply,
+    };
 
     reporter.event(Event::PreflightStarted { hosts: selected });
-    let dry_run = opts.dry_run;
+    let mode = opts.mode;
+    let dry_run = mode == Mode::Plan;
     let mut runs = fan_out(hosts, opts.forks, |(agent, want)| {
-        preflight(connector.clone(), agent, want, dry_run, reporter.clone())
+        preflight(connector.clone(), agent, want, mode, reporter.clone())
     })
     .await;
     for run in &runs {
@@ -174,8 +198,9 @@ pub async fn run<C: Connector>(
             &staging,
             opts.forks,
             &reporter,
-            move |mut run, rep| async move {
-                run.stage(timeout, rep.as_ref()).await;
+            &policy,
+            |mut run, rep, policy| async move {
+                run.stage(&policy, rep.as_ref()).await;
                 run
             },
         )
@@ -184,28 +209,35 @@ pub async fn run<C: Connector>(
             halt = Some(Halt::Budget(format!("{why}; no batch was started")));
         }
 
-        let work: Vec<usize> = (0..runs.len())
+        let work: Vec<(usize, Option<&str>)> = (0..runs.len())
             .filter(|&i| runs[i].has_batch_work())
+            .map(|i| (i, runs[i].agent.zone.as_deref()))
             .collect();
-        let batches = batches::split(&work, &opts.rollout.batch, selected);
+        let batches = batches::split(&work, &opts.rollout, selected);
         let total = batches.len();
         for (index, batch) in batches.iter().enumerate() {
             if halt.is_some() {
                 break;
             }
-            let names: Vec<String> = batch.iter().map(|&i| runs[i].agent.name.clone()).collect();
+            let names: Vec<String> = batch
+                .hosts
+                .iter()
+                .map(|&i| runs[i].agent.name.clone())
+                .collect();
             reporter.event(Event::BatchStarted {
                 index: index + 1,
                 total,
+                canary: batch.canary,
                 hosts: &names,
             });
             runs = run_phase(
                 runs,
-                batch,
+                &batch.hosts,
                 opts.forks,
                 &reporter,
-                move |mut run, rep| async move {
-                    run.roll(timeout, rep.as_ref()).await;
+                &policy,
+                |mut run, rep, policy| async move {
+                    run.roll(&policy, rep.as_ref()).await;
                     run
                 },
             )
@@ -215,9 +247,14 @@ pub async fn run<C: Connector>(
                     "{why}; stopped after batch {} of {total}",
                     index + 1
                 )));
+            } else if batch.canary && opts.pause_after_canary && index + 1 < total {
+                halt = Some(Halt::Paused(format!(
+                    "paused after the canary batch ({}) as asked; run apply --resume to go on",
+                    names.join(", ")
+                )));
             }
         }
-        if let Some(Halt::Budget(why)) = &halt {
+        if let Some(Halt::Budget(why) | Halt::Paused(why)) = &halt {
             reporter.event(Event::Notice(&format!("rollout stopped: {why}")));
             for run in &mut runs {
                 run.skip_rest("not run: the rollout stopped", None);
@@ -225,6 +262,32 @@ pub async fn run<C: Connector>(
         }
     }
 
+    if !dry_run {
+        let touched: Vec<usize> = (0..runs.len())
+            .filter(|&i| runs[i].session.is_some())
+            .collect();
+        let run_id = opts.run_id.clone();
+        runs = run_phase(
+            runs,
+            &touched,
+            opts.forks,
+            &reporter,
+            &policy,
+            move |run, rep, _| {
+                let run_id = run_id.clone();
+                async move {
+                    if let Err(e) = run.record_undo(mode, &run_id).await {
+                        rep.event(Event::Notice(&format!(
+                            "{}: could not update the undo record: {e}",
+                            run.agent.name
+                        )));
+                    }
+                    run
+                }
+            },
+        )
+        .await;
+    }
     for run in &runs {
         if let Some(s) = &run.session {
             s.close().await;
@@ -244,11 +307,12 @@ async fn run_phase<S, F, Fut>(
     indices: &[usize],
     forks: usize,
     reporter: &Arc<dyn Reporter>,
+    policy: &Policy,
     work: F,
 ) -> Vec<HostRun<S>>
 where
     S: Transport,
-    F: Fn(HostRun<S>, Arc<dyn Reporter>) -> Fut,
+    F: Fn(HostRun<S>, Arc<dyn Reporter>, Policy) -> Fut,
     Fut: Future<Output = HostRun<S>> + Send + 'static,
 {
     let mut slots: Vec<Option<HostRun<S>>> = runs.into_iter().map(Some).collect();
@@ -257,7 +321,7 @@ where
         .map(|&i| (i, slots[i].take().expect("each host is in one phase once")))
         .collect();
     let done = fan_out(taken, forks, |(i, run)| {
-        let fut = work(run, reporter.clone());
+        let fut = work(run, reporter.clone(), policy.clone());
         async move { (i, fut.await) }
     })
     .await;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Action, Change, Gate, Plan, Restart, Source, differs, pending_restart};
+use super::{Action, Change, Gate, Plan, Restart, Source, differs, pending_restart, undo_install};
 use crate::desired::{CniDesired, stage_path};
 use crate::facts::Facts;
 use crate::inventory::{Agent, Role};
@@ -59,6 +59,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
             sha256: bin.sha256.clone(),
             mode: 0o755,
         });
+        change.undo.push(undo_install(facts, bin.path.as_str()));
     }
     if !change.apply.is_empty() {
         let shas: BTreeSet<&str> = want.binaries.iter().map(|b| b.sha256.as_str()).collect();
@@ -78,7 +79,11 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
         change.summary.push(format!("write {}", want.config.path));
         change.apply.push(Action::MarkPending { unit: unit.into() });
         change.apply.push(Action::install(&want.config));
+        change
+            .undo
+            .push(undo_install(facts, want.config.path.as_str()));
     }
+    change.undo.reverse();
     if config_changed || pending_restart(facts, unit) {
         change.summary.push(format!("restart {unit}"));
         change.restart = Some(Restart {

@@ -1,10 +1,10 @@
 //! libnetwork and node: keep a container running from the desired spec,
 //! replacing one that runs another image or configuration.
 
-use super::{Action, Change, Gate, Plan, differs};
-use crate::desired::{ContainerSpec, SPEC_LABEL};
+use super::{Action, Change, Gate, Plan, Undo, differs, undo_install};
+use crate::desired::{ContainerSpec, SPEC_LABEL, STATE_DIR};
 use crate::facts::Facts;
-use crate::shell::Cmd;
+use crate::shell::{Cmd, quote};
 
 /// `docker run` for a spec. Environment values stay in the root-only env
 /// file, so they never show in argv, `ps` or the report.
@@ -22,21 +22,101 @@ pub fn run_command(spec: &ContainerSpec) -> Cmd {
         .arg(spec.image.as_str())
 }
 
-fn replace_script(spec: &ContainerSpec) -> String {
-    let inspect = Cmd::new("docker")
-        .arg("inspect")
-        .arg("--type")
-        .arg("container")
-        .arg("--")
-        .arg(spec.name);
-    let rm = Cmd::new("docker")
-        .arg("rm")
-        .arg("-f")
-        .arg("--")
-        .arg(spec.name);
+/// The name a replaced container is kept under, stopped, for revert and
+/// rollback.
+pub fn previous_name(name: &str) -> String {
+    format!("{name}-previous")
+}
+
+/// Where a retired container's restart policy is kept: it is set to "no"
+/// while retired, or a docker restart would start it beside its successor.
+fn policy_file(name: &str) -> String {
+    format!("{STATE_DIR}/previous/{name}.restart")
+}
+
+fn exists(name: &str) -> String {
     format!(
-        "set -e\nif {inspect} >/dev/null 2>&1; then {rm} >/dev/null; fi\n{} >/dev/null\n",
-        run_command(spec)
+        "{} >/dev/null 2>&1",
+        Cmd::new("docker")
+            .arg("inspect")
+            .arg("--type")
+            .arg("container")
+            .arg("--")
+            .arg(name)
+    )
+}
+
+fn remove(name: &str) -> String {
+    format!(
+        "{} >/dev/null",
+        Cmd::new("docker").arg("rm").arg("-f").arg("--").arg(name)
+    )
+}
+
+/// Retires the running container (stopped, renamed, never restarted by
+/// docker) and starts one from `spec`.
+fn replace_script(spec: &ContainerSpec) -> String {
+    let name = spec.name;
+    let prev = previous_name(name);
+    let policy = policy_file(name);
+    let policy_dir = format!("{STATE_DIR}/previous");
+    format!(
+        "set -e\n\
+         if {prev_exists}; then {rm_prev}; fi\n\
+         if {exists}; then\n  \
+           policy=$({get_policy})\n  \
+           mkdir -p -- {policy_dir} && printf '%s\\n' \"$policy\" > {policy}\n  \
+           {stop} >/dev/null\n  \
+           {no_restart} >/dev/null\n  \
+           {rename}\n\
+         fi\n\
+         {run} >/dev/null\n",
+        prev_exists = exists(&prev),
+        rm_prev = remove(&prev),
+        exists = exists(name),
+        get_policy = Cmd::new("docker")
+            .arg("inspect")
+            .arg("--type")
+            .arg("container")
+            .arg("--format")
+            .arg("{{.HostConfig.RestartPolicy.Name}}")
+            .arg("--")
+            .arg(name),
+        policy_dir = quote(&policy_dir),
+        policy = quote(&policy),
+        stop = Cmd::new("docker").arg("stop").arg("--").arg(name),
+        no_restart = Cmd::new("docker")
+            .arg("update")
+            .arg("--restart=no")
+            .arg("--")
+            .arg(name),
+        rename = Cmd::new("docker").arg("rename").arg(name).arg(&prev),
+        run = run_command(spec),
+    )
+}
+
+/// Takes a replacement back: the new container goes, the retired one comes
+/// back with its restart policy. Without a retired one, the new one goes.
+pub fn restore_script(name: &str) -> String {
+    let prev = previous_name(name);
+    let policy = policy_file(name);
+    format!(
+        "set -e\n\
+         if {exists}; then {rm}; fi\n\
+         if {prev_exists}; then\n  \
+           {rename}\n  \
+           policy=$(cat -- {policy} 2>/dev/null || echo always)\n  \
+           docker update --restart=\"$policy\" -- {name} >/dev/null\n  \
+           {start} >/dev/null\n  \
+           rm -f -- {policy}\n\
+         fi\n",
+        exists = exists(name),
+        rm = remove(name),
+        prev_exists = exists(&prev),
+        rename = Cmd::new("docker").arg("rename").arg(&prev).arg(name),
+        policy = quote(&policy),
+        name = quote(name),
+        start = Cmd::new("docker").arg("start").arg("--").arg(name),
     )
 }
 
@@ -51,6 +131,9 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
     let env_changed = differs(facts, &spec.env_file);
     if env_changed {
         change.apply.push(Action::install(&spec.env_file));
+        change
+            .undo
+            .push(undo_install(facts, spec.env_file.path.as_str()));
     }
     let name = spec.name;
     let start = match facts.containers.get(name) {
@@ -84,6 +167,7 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
             script: replace_script(spec),
         });
         change.gate = Some(Gate::Container { name: name.into() });
+        change.undo.insert(0, Undo::Container { name: name.into() });
     } else if env_changed && change.gate.is_none() {
         // The container already runs this spec; only the file drifted.
         change

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Action, Change, Gate, Plan, Restart, Source, pending_restart};
+use super::{Action, Change, Gate, Plan, Restart, Source, Undo, pending_restart};
 use crate::desired::{DAEMON_JSON_PATH, DOCKER_UNIT, DockerDesired, sha256_hex};
 use crate::facts::{Facts, Version};
 
@@ -115,12 +115,22 @@ pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
             source: Source::Bytes(bytes.into()),
             mode: 0o644,
         });
+        change.undo.push(Undo::File {
+            target: DAEMON_JSON_PATH.into(),
+            existed: facts.daemon_json.is_some(),
+        });
     }
     if !change.apply.is_empty() || pending_restart(facts, DOCKER_UNIT) {
         change.summary.push("restart docker".into());
         change.restart = Some(Restart {
             unit: DOCKER_UNIT.into(),
-            gate: Gate::Docker,
+            gate: Gate::Docker {
+                cluster_store: want
+                    .managed
+                    .get("cluster-store")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            },
         });
         Plan::Change(change)
     } else {
@@ -225,7 +235,19 @@ mod tests {
             panic!("fresh agent needs a change")
         };
         assert_eq!(c.summary[0], "set cluster-store in /etc/docker/daemon.json");
-        assert_eq!(c.restart.unwrap().gate, Gate::Docker);
+        assert_eq!(
+            c.restart.unwrap().gate,
+            Gate::Docker {
+                cluster_store: Some("etcd://127.0.0.1:2379".into())
+            }
+        );
+        assert_eq!(
+            c.undo,
+            [Undo::File {
+                target: DAEMON_JSON_PATH.into(),
+                existed: true
+            }]
+        );
         let Plan::Change(c) = plan(d, &pending) else {
             panic!("a pending restart is finished")
         };

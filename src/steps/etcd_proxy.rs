@@ -1,6 +1,6 @@
 //! etcd-proxy: an etcd gateway on 127.0.0.1:2379 as an enabled systemd unit.
 
-use super::{Action, Change, Gate, Plan, Restart, differs, pending_restart};
+use super::{Action, Change, Gate, Plan, Restart, differs, pending_restart, undo_install};
 use crate::desired::{ETCD_PROXY_UNIT, EtcdProxyDesired};
 use crate::facts::Facts;
 use crate::shell::Cmd;
@@ -26,6 +26,9 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
             .push(format!("write {}", want.unit_file.path));
         change.apply.push(Action::MarkPending { unit: unit.into() });
         change.apply.push(Action::install(&want.unit_file));
+        change
+            .undo
+            .push(undo_install(facts, want.unit_file.path.as_str()));
         change.apply.push(Action::Run {
             what: "reload systemd".into(),
             script: Cmd::new("systemctl").arg("daemon-reload").to_string(),

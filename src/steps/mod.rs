@@ -6,18 +6,21 @@ mod cni;
 mod container;
 mod docker;
 mod etcd_proxy;
+pub mod rollback;
+
+pub use container::restore_script;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::desired::{Desired, ManagedFile};
 use crate::facts::Facts;
 use crate::inventory::{Agent, RemotePath};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepName {
     EtcdProxy,
@@ -87,6 +90,8 @@ pub enum Action {
     MarkPending { unit: String },
     /// A privileged script; `what` is how the report describes it.
     Run { what: String, script: String },
+    /// Takes back an earlier change (rollback).
+    Undo(Undo),
 }
 
 impl Action {
@@ -100,13 +105,40 @@ impl Action {
     }
 }
 
+/// How to take back one applied action. Kept on the host after a
+/// successful apply, so that `rollback` can take back the whole apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "kebab-case")]
+pub enum Undo {
+    /// Put back the version saved before the change, or remove the file
+    /// when there was none.
+    File { target: String, existed: bool },
+    /// Put back the container that a replacement retired, or remove the new
+    /// one when there was none.
+    Container { name: String },
+}
+
+impl Gate {
+    /// The gate for a service put back as it was: it must answer, but not
+    /// necessarily with the configuration the failed change wanted.
+    pub fn relaxed(&self) -> Gate {
+        match self {
+            Gate::Docker { .. } => Gate::Docker {
+                cluster_store: None,
+            },
+            other => other.clone(),
+        }
+    }
+}
+
 /// How to tell that a restarted service is back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
     /// The gateway answers on 127.0.0.1:2379 and reaches the cluster.
     EtcdGateway,
-    /// The unit is active and the docker daemon answers.
-    Docker,
+    /// The unit is active, the daemon answers and, when given, it runs
+    /// with this cluster store.
+    Docker { cluster_store: Option<String> },
     /// The unit is active and the agent's health endpoint answers.
     Mesos {
         unit: String,
@@ -135,6 +167,8 @@ pub struct Change {
     pub restart: Option<Restart>,
     /// A health gate without a restart (a replaced container).
     pub gate: Option<Gate>,
+    /// How to take `apply` back, in the order to run it.
+    pub undo: Vec<Undo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +215,15 @@ fn pending_restart(facts: &Facts, unit: &str) -> bool {
 /// Whether the host's copy of `file` differs from the desired one.
 fn differs(facts: &Facts, file: &ManagedFile) -> bool {
     facts.hashes.get(file.path.as_str()) != Some(&file.sha256)
+}
+
+/// The undo of installing `target`: the probe hashed every managed file
+/// that exists, so a missing hash means the file is new.
+fn undo_install(facts: &Facts, target: &str) -> Undo {
+    Undo::File {
+        target: target.to_string(),
+        existed: facts.hashes.contains_key(target),
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub fn agent(role: Role) -> Agent {
         name: "agent-1".into(),
         address: "10.0.0.11".into(),
         role,
+        zone: None,
         ssh: SshSettings {
             user: "root".into(),
             port: 22,
@@ -121,6 +122,7 @@ pub fn fresh_facts() -> Facts {
         staged: BTreeSet::new(),
         pending: BTreeSet::new(),
         etcd_binary_ok: true,
+        undo: None,
     }
 }
 

@@ -765,6 +765,50 @@ def cmd_start(args, restart=False):
         raise
 
 
+def cmd_rename(args):
+    if len(args) != 2:
+        raise DockerError('"docker rename" requires exactly 2 arguments.\nSee \'docker rename --help\'.\n\n'
+                          'Usage:  docker rename CONTAINER NEW_NAME', 1)
+    ensure_daemon()
+    old, new = args
+    c = find_container(old)
+    if c is None:
+        raise DockerError("Error response from daemon: No such container: %s" % old, 1)
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", new):
+        raise DockerError("Error response from daemon: Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                          "are allowed" % new, 1)
+    clash = find_container(new)
+    if clash is not None:
+        raise DockerError('Error response from daemon: Conflict. The container name "/%s" is already in use by '
+                          'container "%s". You have to remove (or rename) that container to be able to reuse '
+                          "that name." % (new, clash["Id"]), 1)
+    with flocked(LOCK):
+        os.unlink(container_path(c["Name"].lstrip("/")))
+        c["Name"] = "/" + new
+        save(c)
+    return 0
+
+
+def cmd_update(args):
+    table = {"--restart": ("restart", True)}
+    opts, rest = parse_flags(args, table, "update")
+    if not rest:
+        raise DockerError('"docker update" requires at least 1 argument.', 1)
+    policy = opts.get("restart")
+    if policy is not None:
+        name, _, count = policy.partition(":")
+        if name not in ("no", "always", "unless-stopped", "on-failure"):
+            raise DockerError("Error response from daemon: invalid restart policy '%s'" % policy, 1)
+
+    def update(c):
+        if policy is not None:
+            c["HostConfig"]["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
+            save(c)
+        return None
+
+    return each_container(rest, "update", update)
+
+
 def cmd_logs(args):
     table = {"-f": ("follow", False), "--follow": ("follow", False), "--tail": ("tail", True),
              "-n": ("tail", True), "-t": ("timestamps", False), "--timestamps": ("timestamps", False),
@@ -984,10 +1028,12 @@ COMMANDS = {
     "rm": cmd_rm, "stop": cmd_stop, "kill": lambda a: cmd_stop(a, kill=True), "start": cmd_start,
     "restart": lambda a: cmd_start(a, restart=True), "logs": cmd_logs, "exec": cmd_exec, "pull": cmd_pull,
     "images": cmd_images, "rmi": cmd_rmi, "load": cmd_load, "version": cmd_version, "info": cmd_info,
+    "rename": cmd_rename, "update": cmd_update,
 }
 CONTAINER_SUB = {"run": "run", "create": "create", "inspect": "inspect", "ls": "ps", "list": "ps", "ps": "ps",
                  "rm": "rm", "remove": "rm", "stop": "stop", "kill": "kill", "start": "start",
-                 "restart": "restart", "logs": "logs", "exec": "exec"}
+                 "restart": "restart", "logs": "logs", "exec": "exec", "rename": "rename",
+                 "update": "update"}
 IMAGE_SUB = {"inspect": "image-inspect", "ls": "images", "list": "images", "pull": "pull", "rm": "rmi",
              "remove": "rmi", "load": "load"}
 
