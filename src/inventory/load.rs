@@ -1,6 +1,8 @@
 //! Reading `cluster.yaml` into an [`Inventory`]: YAML shape first (serde,
-//! unknown keys rejected), then every value, then the local files it names.
-//! Nothing here opens a network connection.
+//! unknown keys rejected), then every value, then the rules that tie values
+//! together (agent names are unique; with `rollout.by: zone` every agent has
+//! a `zone`), then the local files it names. Nothing here opens a network
+//! connection.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -13,18 +15,18 @@ use serde_saphyr::{Location, MessageFormatter, Spanned, UserMessageFormatter};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::raw::{RawAgent, RawContainer, RawInventory, RawSsh, Str, StrMap};
+use super::raw::{RawAgent, RawBatch, RawContainer, RawInventory, RawSsh, Str, StrMap};
 use super::values::{self, InvalidValue};
 use super::{
     Agent, BatchSize, CniBinary, CniConfig, ContainerConfig, DockerConfig, Endpoint, EtcdConfig,
-    HostKeyChecking, ImageRef, Inventory, RemotePath, Role, RolloutConfig, SshSettings,
+    FailureBudget, HostKeyChecking, ImageRef, Inventory, RemotePath, Role, RolloutConfig,
+    SshSettings,
 };
 
 const DEFAULT_USER: &str = "root";
 const DEFAULT_PORT: u16 = 22;
 const DEFAULT_KNOWN_HOSTS: &str = "~/.ssh/known_hosts";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_ETCD_BINARY: &str = "/usr/bin/etcd";
 const DEFAULT_PLUGIN_DIR: &str = "/opt/mesosphere/active/cni";
 const DEFAULT_CONFIG_DIR: &str = "/opt/mesosphere/etc/dcos/network/cni";
@@ -152,6 +154,7 @@ fn load_with_home(path: &Path, home: Option<&Path>) -> Result<Inventory, Invento
     };
     let base_dir = std::path::absolute(&folder).unwrap_or(folder);
     let mut checker = Checker {
+        source: text,
         base_dir: &base_dir,
         home,
         problems: Vec::new(),
@@ -304,6 +307,9 @@ impl Parts {
 }
 
 struct Checker<'a> {
+    /// The inventory's text, for values whose source spelling serde does
+    /// not keep (see [`RawBatch::One`]).
+    source: &'a str,
     base_dir: &'a Path,
     home: Option<&'a Path>,
     problems: Vec<Problem>,
@@ -485,33 +491,7 @@ impl Checker<'_> {
             DEFAULT_LIBNETWORK_IMAGE,
         );
         let node = self.container(raw.node.as_ref(), "node", DEFAULT_NODE_IMAGE);
-        let rollout = match &raw.rollout {
-            Some(r) => RolloutConfig {
-                batch: self.or_default(
-                    r.value.batch.as_ref(),
-                    "batch",
-                    |s| s.parse::<BatchSize>(),
-                    || BatchSize::Count(1),
-                ),
-                max_failures: self.or_default(
-                    r.value.max_failures.as_ref(),
-                    "max_failures",
-                    count,
-                    || 0,
-                ),
-                health_timeout: self.or_default(
-                    r.value.health_timeout.as_ref(),
-                    "health_timeout",
-                    values::parse_duration,
-                    || DEFAULT_HEALTH_TIMEOUT,
-                ),
-            },
-            None => RolloutConfig {
-                batch: BatchSize::Count(1),
-                max_failures: 0,
-                health_timeout: DEFAULT_HEALTH_TIMEOUT,
-            },
-        };
+        let (rollout, by_zone_at) = self.rollout(raw);
         let templates_dir = raw.templates.as_ref().and_then(|s| {
             let dir = self
                 .local_path(&s.value, "templates")
@@ -520,7 +500,7 @@ impl Checker<'_> {
             self.check_file(&dir, FileCheck::Templates, s.referenced);
             Some(dir)
         });
-        let agents = self.agents(raw, doc, &defaults, ssh_section);
+        let agents = self.agents(raw, doc, &defaults, ssh_section, by_zone_at);
 
         Some(Parts {
             etcd: etcd?,
@@ -532,6 +512,97 @@ impl Checker<'_> {
             templates_dir,
             agents: agents?,
         })
+    }
+
+    /// The `rollout:` section, and where `by: zone` was set, if it was.
+    fn rollout(&mut self, raw: &RawInventory) -> (RolloutConfig, Option<Location>) {
+        let defaults = RolloutConfig::default();
+        let Some(r) = &raw.rollout else {
+            return (defaults, None);
+        };
+        let r = &r.value;
+        let batch = r
+            .batch
+            .as_ref()
+            .and_then(|b| self.batch(b))
+            .unwrap_or_else(|| defaults.batch.clone());
+        let by_zone_at = match &r.by {
+            Some(s) => self
+                .check(s, "by", grouping)
+                .and_then(|by_zone| by_zone.then_some(s.referenced)),
+            None => None,
+        };
+        let rollout = RolloutConfig {
+            batch,
+            canary: self.or_default(r.canary.as_ref(), "canary", count, || defaults.canary),
+            by_zone: by_zone_at.is_some(),
+            max_failures: self.or_default(
+                r.max_failures.as_ref(),
+                "max_failures",
+                |s| s.parse::<FailureBudget>(),
+                || defaults.max_failures,
+            ),
+            min_healthy: self.or_default(
+                r.min_healthy.as_ref(),
+                "min_healthy",
+                values::parse_wait,
+                || defaults.min_healthy,
+            ),
+            health_timeout: self.or_default(
+                r.health_timeout.as_ref(),
+                "health_timeout",
+                values::parse_duration,
+                || defaults.health_timeout,
+            ),
+            revert: self.flag(r.revert.as_ref(), "revert", defaults.revert),
+        };
+        (rollout, by_zone_at)
+    }
+
+    /// `batch:` as a one-entry ramp, or the list it is.
+    fn batch(&mut self, raw: &Spanned<RawBatch>) -> Option<Vec<BatchSize>> {
+        let parse = |s: &str| s.parse::<BatchSize>();
+        match &raw.value {
+            RawBatch::One { text, typed } => {
+                let text = if *typed {
+                    self.source_text(raw.defined).unwrap_or(text)
+                } else {
+                    text
+                };
+                match parse(text) {
+                    Ok(size) => Some(vec![size]),
+                    Err(e) => {
+                        self.report(raw.referenced, e.named("batch").to_string());
+                        None
+                    }
+                }
+            }
+            RawBatch::Ramp(entries) if entries.is_empty() => {
+                self.report(
+                    raw.referenced,
+                    "`batch` is an empty list; give a batch size such as 10 or \"20%\", \
+                     or a ramp such as [1, 5, \"25%\"]",
+                );
+                None
+            }
+            RawBatch::Ramp(entries) => {
+                let sizes: Vec<Option<BatchSize>> = entries
+                    .iter()
+                    .map(|s| self.check(s, "batch", parse))
+                    .collect();
+                sizes.into_iter().collect()
+            }
+        }
+    }
+
+    /// The text of the value at `at` as written in the file, for a plain
+    /// scalar that YAML read as a number or a boolean.
+    fn source_text(&self, at: Location) -> Option<&str> {
+        let span = at.span();
+        let start = usize::try_from(span.byte_offset()?).ok()?;
+        let len = usize::try_from(span.byte_len()?).ok()?;
+        let text = self.source.get(start..start.checked_add(len)?)?.trim();
+        (!text.is_empty()).then_some(text)
     }
 
     fn etcd(&mut self, raw: &RawInventory, doc: Location) -> Option<EtcdConfig> {
@@ -713,6 +784,7 @@ impl Checker<'_> {
         doc: Location,
         defaults: &SshLayer,
         ssh_section: Option<Location>,
+        by_zone_at: Option<Location>,
     ) -> Option<Vec<Agent>> {
         let Some(list) = &raw.agents else {
             self.report(
@@ -748,7 +820,7 @@ impl Checker<'_> {
                     names.insert(name.value.clone(), name.referenced.line());
                 }
             }
-            match self.agent(entry, defaults, ssh_section) {
+            match self.agent(entry, defaults, ssh_section, by_zone_at) {
                 Some(agent) => agents.push(agent),
                 None => ok = false,
             }
@@ -761,6 +833,7 @@ impl Checker<'_> {
         entry: &Spanned<RawAgent>,
         defaults: &SshLayer,
         ssh_section: Option<Location>,
+        by_zone_at: Option<Location>,
     ) -> Option<Agent> {
         let raw = &entry.value;
         let name = match &raw.name {
@@ -773,21 +846,37 @@ impl Checker<'_> {
         let address = match &raw.address {
             Some(s) => self.check(s, "agent address", values::address),
             None => {
-                let who = raw
-                    .name
-                    .as_ref()
-                    .map_or(String::new(), |n| format!(" \"{}\"", n.value));
-                self.report(entry.referenced, format!("agent{who} needs an `address`"));
+                self.report(
+                    entry.referenced,
+                    format!("agent{} needs an `address`", who(raw)),
+                );
                 None
             }
         };
         let role = self.or_default(raw.role.as_ref(), "role", role, || Role::Private);
+        let zone = match (&raw.zone, by_zone_at) {
+            (Some(s), _) => self.check(s, "zone", values::zone).map(Some),
+            (None, Some(by_at)) => {
+                self.report(
+                    entry.referenced,
+                    format!(
+                        "agent{} needs a `zone`: the rollout goes zone by zone \
+                         (`by: zone` at line {})",
+                        who(raw),
+                        by_at.line()
+                    ),
+                );
+                None
+            }
+            (None, None) => Some(None),
+        };
         let own = self.ssh_layer(&raw.ssh_overrides());
         let ssh = self.resolve_ssh(&own, defaults, entry.referenced, ssh_section)?;
         Some(Agent {
             name: name?,
             address: address?,
             role,
+            zone: zone?,
             ssh,
         })
     }
@@ -932,6 +1021,22 @@ fn host_key_checking(s: &str) -> Result<HostKeyChecking, InvalidValue> {
     }
 }
 
+/// ` "name"` of an agent entry, for messages; empty without a name.
+fn who(raw: &RawAgent) -> String {
+    raw.name
+        .as_ref()
+        .map_or(String::new(), |n| format!(" \"{}\"", n.value))
+}
+
+/// `by:`: `true` for `zone`, `false` for `host`.
+fn grouping(s: &str) -> Result<bool, InvalidValue> {
+    match s {
+        "host" => Ok(false),
+        "zone" => Ok(true),
+        _ => Err(InvalidValue::new("by", s, "is not `host` or `zone`")),
+    }
+}
+
 fn role(s: &str) -> Result<Role, InvalidValue> {
     match s {
         "private" => Ok(Role::Private),
@@ -957,6 +1062,7 @@ fn count(s: &str) -> Result<usize, InvalidValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::batch_sizes;
     use std::fs;
 
     /// The example from the contract, verbatim.
@@ -1121,9 +1227,13 @@ agents:
             inv.node.env,
             BTreeMap::from([("CALICO_NETWORKING_BACKEND".into(), "bird".into())])
         );
-        assert_eq!(inv.rollout.batch, BatchSize::Count(10));
-        assert_eq!(inv.rollout.max_failures, 0);
-        assert_eq!(inv.rollout.health_timeout, Duration::from_secs(60));
+        assert_eq!(
+            inv.rollout,
+            RolloutConfig {
+                batch: vec![BatchSize::Count(10)],
+                ..RolloutConfig::default()
+            }
+        );
         assert_eq!(inv.templates_dir, None);
 
         let names: Vec<&str> = inv.agents.iter().map(|a| a.name.as_str()).collect();
@@ -1131,6 +1241,7 @@ agents:
         let a1 = &inv.agents[0];
         assert_eq!(a1.address, "10.0.0.11");
         assert_eq!(a1.role, Role::Private);
+        assert_eq!(a1.zone, None);
         assert_eq!(a1.ssh.user, "core");
         assert_eq!(a1.ssh.port, 22);
         assert_eq!(a1.ssh.identity_file, Some(f.home().join(".ssh/id_ed25519")));
@@ -1166,11 +1277,20 @@ agents:
         );
         assert_eq!(inv.node.image.as_str(), "calico/node:v2.6.12");
         assert!(inv.node.env.is_empty());
-        assert_eq!(inv.rollout.batch, BatchSize::Count(1));
-        assert_eq!(inv.rollout.max_failures, 0);
-        assert_eq!(inv.rollout.health_timeout, Duration::from_secs(60));
+        let r = &inv.rollout;
+        assert_eq!(r.batch, [BatchSize::Count(1)]);
+        assert_eq!(r.canary, 0);
+        assert!(!r.by_zone);
+        assert_eq!(r.max_failures, FailureBudget::Count(0));
+        assert_eq!(r.min_healthy, Duration::from_secs(10));
+        assert_eq!(r.health_timeout, Duration::from_secs(60));
+        assert!(r.revert);
+        assert_eq!(*r, RolloutConfig::default());
+        // An empty section is the same as none.
+        assert_eq!(f.ok(&format!("{MINIMAL}rollout: {{}}\n")).rollout, *r);
         let a = &inv.agents[0];
         assert_eq!(a.role, Role::Private);
+        assert_eq!(a.zone, None);
         assert_eq!(a.ssh.user, "root");
         assert_eq!(a.ssh.port, 22);
         assert_eq!(a.ssh.identity_file, None);
@@ -1228,10 +1348,188 @@ rollout:
                 .as_str()
                 .starts_with("quay.io/calico/node:v2.6.12@sha256:")
         );
-        assert_eq!(inv.rollout.batch, BatchSize::Percent(20));
-        assert_eq!(inv.rollout.batch.hosts_per_batch(14), 2);
-        assert_eq!(inv.rollout.max_failures, 3);
+        assert_eq!(inv.rollout.batch, [BatchSize::Percent(20)]);
+        assert_eq!(inv.rollout.batch[0].hosts_per_batch(14), 2);
+        assert_eq!(inv.rollout.max_failures, FailureBudget::Count(3));
         assert_eq!(inv.rollout.health_timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn rollout_keys_parse() {
+        let f = Fixture::new();
+        let zoned = replace(
+            MINIMAL,
+            "    address: 10.0.0.11\n",
+            "    address: 10.0.0.11\n    zone: us-east-1a\n",
+        ) + "  - {name: agent-2, address: 10.0.0.12, zone: us-east-1b}\n";
+        let yaml = format!(
+            "{zoned}rollout:
+  batch: [1, 5, \"25%\"]
+  canary: 2
+  by: zone
+  max_failures: 10%
+  min_healthy: 0s
+  health_timeout: 2m
+  revert: false
+"
+        );
+        let inv = f.ok(&yaml);
+        assert_eq!(
+            inv.rollout,
+            RolloutConfig {
+                batch: vec![
+                    BatchSize::Count(1),
+                    BatchSize::Count(5),
+                    BatchSize::Percent(25)
+                ],
+                canary: 2,
+                by_zone: true,
+                max_failures: FailureBudget::Percent(10),
+                min_healthy: Duration::ZERO,
+                health_timeout: Duration::from_secs(120),
+                revert: false,
+            }
+        );
+        assert_eq!(inv.rollout.max_failures.allowed(12), 1);
+        assert_eq!(batch_sizes(&inv.rollout.batch, 20, 20), [1, 5, 5, 5, 4]);
+        let zones: Vec<Option<&str>> = inv.agents.iter().map(|a| a.zone.as_deref()).collect();
+        assert_eq!(zones, [Some("us-east-1a"), Some("us-east-1b")]);
+
+        // Other spellings of the same values.
+        let cases: &[(&str, RolloutConfig)] = &[
+            (
+                "rollout:\n  batch:\n    - 2\n    - 50%\n  by: host\n",
+                RolloutConfig {
+                    batch: vec![BatchSize::Count(2), BatchSize::Percent(50)],
+                    ..RolloutConfig::default()
+                },
+            ),
+            (
+                "rollout: {\"batch\": 2, \"max_failures\": 0, \"health_timeout\": \"20s\"}\n",
+                RolloutConfig {
+                    batch: vec![BatchSize::Count(2)],
+                    health_timeout: Duration::from_secs(20),
+                    ..RolloutConfig::default()
+                },
+            ),
+            (
+                "rollout:\n  batch: [\"20%\"]\n  canary: 0\n  max_failures: 100%\n  revert: yes\n",
+                RolloutConfig {
+                    batch: vec![BatchSize::Percent(20)],
+                    max_failures: FailureBudget::Percent(100),
+                    ..RolloutConfig::default()
+                },
+            ),
+            (
+                "rollout:\n  canary: &n 3\n  batch: *n\n  min_healthy: 1m30s\n",
+                RolloutConfig {
+                    batch: vec![BatchSize::Count(3)],
+                    canary: 3,
+                    min_healthy: Duration::from_secs(90),
+                    ..RolloutConfig::default()
+                },
+            ),
+        ];
+        for (section, want) in cases {
+            let inv = f.ok(&format!("{zoned}{section}"));
+            assert_eq!(inv.rollout, *want, "{section}");
+        }
+        // Zones are optional unless the rollout goes by zone.
+        let inv = f.ok(&format!("{MINIMAL}rollout:\n  by: host\n"));
+        assert!(!inv.rollout.by_zone);
+        assert_eq!(inv.agents[0].zone, None);
+    }
+
+    #[test]
+    fn by_zone_needs_a_zone_on_every_agent() {
+        let f = Fixture::new();
+        let yaml = replace(EXAMPLE, "max_failures: 0", "max_failures: 0\n  by: zone");
+        let yaml = replace(
+            &yaml,
+            "address: 10.0.0.11}",
+            "address: 10.0.0.11, zone: us-east-1a}",
+        );
+        let yaml = replace(&yaml, "port: 2222}", "port: 2222, zone: us-east-1b}");
+        let (by_line, _) = pos(&yaml, "by: zone");
+        let (line, col) = pos(&yaml, "{name: pub-1");
+        let err = f.err(&yaml);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}{line}:{col}: agent \"pub-1\" needs a `zone`: the rollout goes zone by zone \
+                 (`by: zone` at line {by_line})",
+                f.prefix()
+            )
+        );
+
+        let yaml = replace(&yaml, "role: public}", "role: public, zone: us-east-1a}");
+        let inv = f.ok(&yaml);
+        assert!(inv.rollout.by_zone);
+        let zones: Vec<&str> = inv.agents.iter().flat_map(|a| a.zone.as_deref()).collect();
+        assert_eq!(zones, ["us-east-1a", "us-east-1a", "us-east-1b"]);
+
+        // Every agent without one is reported; one with a bad zone is
+        // reported for the zone only.
+        let yaml = format!(
+            "{}rollout:\n  by: zone\n",
+            replace(
+                MINIMAL,
+                "    address: 10.0.0.11\n",
+                "    address: 10.0.0.11\n    zone: us_east-1.a\n  - {address: 10.0.0.12}\n  \
+                 - {name: agent-3, address: 10.0.0.13}\n  - {name: agent-4, address: 10.0.0.14, zone: -x}\n",
+            )
+        );
+        let err = f.err(&yaml);
+        let got: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "11:5: agent needs a `name`",
+                "11:5: agent needs a `zone`: the rollout goes zone by zone (`by: zone` at line 15)",
+                "12:5: agent \"agent-3\" needs a `zone`: the rollout goes zone by zone \
+                 (`by: zone` at line 15)",
+                "13:47: zone \"-x\" must be 1 to 63 letters, digits, '.', '_' or '-', \
+                 starting with a letter or digit",
+            ],
+            "{yaml}"
+        );
+    }
+
+    #[test]
+    fn batch_values_are_read_as_written() {
+        let f = Fixture::new();
+        // YAML reads these as numbers or booleans; the message quotes the file.
+        for (value, problem) in [
+            ("0x10", "is not a whole number or a percentage like \"20%\""),
+            ("1.50", "is not a whole number or a percentage like \"20%\""),
+            ("1e3", "is not a whole number or a percentage like \"20%\""),
+            ("-3", "is not a whole number or a percentage like \"20%\""),
+            ("yes", "is not a whole number or a percentage like \"20%\""),
+            ("0", "must be at least 1"),
+            ("'0'", "must be at least 1"),
+            ("101%", "must be a percentage between 1% and 100%"),
+        ] {
+            let yaml = replace(EXAMPLE, "batch: 10 ", &format!("batch: {value} "));
+            let (line, col) = pos(&yaml, &format!("{value} "));
+            let shown = value.trim_matches('\'');
+            assert_eq!(
+                f.err(&yaml).to_string(),
+                format!("{}{line}:{col}: batch \"{shown}\" {problem}", f.prefix()),
+                "{value}"
+            );
+        }
+        // Every bad entry of a ramp is reported at its place.
+        let yaml = replace(EXAMPLE, "batch: 10 ", "batch: [0, 5, 1.5, \"200%\"] ");
+        let err = f.err(&yaml);
+        let got: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "28:11: batch \"0\" must be at least 1",
+                "28:17: batch \"1.5\" is not a whole number or a percentage like \"20%\"",
+                "28:22: batch \"200%\" must be a percentage between 1% and 100%",
+            ]
+        );
     }
 
     #[test]
@@ -1285,14 +1583,15 @@ ssh:
                 "  batch: 10 ",
                 "  bacth: 10 ",
                 "bacth",
-                "unknown field `bacth`, expected one of `batch`, `max_failures`, `health_timeout`",
+                "unknown field `bacth`, expected one of `batch`, `canary`, `by`, `max_failures`, \
+                 `min_healthy`, `health_timeout`, `revert`",
             ),
             (
                 "{name: agent-1,",
                 "{name: agent-1, adress: x,",
                 "adress",
-                "unknown field `adress`, expected one of `name`, `address`, `role`, `user`, \
-                 `port`, `identity_file`, `known_hosts`, `host_key_checking`, `become`, \
+                "unknown field `adress`, expected one of `name`, `address`, `role`, `zone`, \
+                 `user`, `port`, `identity_file`, `known_hosts`, `host_key_checking`, `become`, \
                  `connect_timeout`",
             ),
             (
@@ -1348,6 +1647,18 @@ ssh:
                 "  max_failures: 0\n  max_failures: 1",
                 "  max_failures: 1",
                 "duplicate mapping key `max_failures` is not allowed here",
+            ),
+            (
+                "  batch: 10 ",
+                "  batch: {size: 10} ",
+                "{size: 10}",
+                "expected a batch size (a number or a percentage like \"20%\") or a list of them",
+            ),
+            (
+                "  batch: 10 ",
+                "  batch: [1, [2, 3]] ",
+                "[2, 3]",
+                "expected a single value here, not a list or a mapping",
             ),
             (
                 "{calico: ./bin/calico,",
@@ -1456,10 +1767,84 @@ ssh:
                 "batch \"0\" must be at least 1",
             ),
             (
+                "batch: 10 ",
+                "batch: [1, 5, 25%x] ",
+                "25%x",
+                "batch \"25%x\" is not a whole number or a percentage like \"20%\"",
+            ),
+            (
+                "batch: 10 ",
+                "batch: [1, 0] ",
+                "0] ",
+                "batch \"0\" must be at least 1",
+            ),
+            (
+                "batch: 10 ",
+                "batch: [] ",
+                "[] ",
+                "`batch` is an empty list; give a batch size such as 10 or \"20%\", \
+                 or a ramp such as [1, 5, \"25%\"]",
+            ),
+            (
                 "max_failures: 0",
                 "max_failures: -1",
                 "-1",
-                "max_failures \"-1\" is not a whole number (0 or more)",
+                "max_failures \"-1\" is not a whole number (0 or more) or a percentage like \"10%\"",
+            ),
+            (
+                "max_failures: 0",
+                "max_failures: \"150%\"",
+                "\"150%\"",
+                "max_failures \"150%\" must be a percentage between 0% and 100%",
+            ),
+            (
+                "max_failures: 0",
+                "max_failures: 0\n  canary: -1",
+                "-1",
+                "canary \"-1\" is not a whole number (0 or more)",
+            ),
+            (
+                "max_failures: 0",
+                "max_failures: 0\n  canary: two",
+                "two\n",
+                "canary \"two\" is not a whole number (0 or more)",
+            ),
+            (
+                "max_failures: 0",
+                "max_failures: 0\n  canary: 1.5",
+                "1.5",
+                "canary \"1.5\" is not a whole number (0 or more)",
+            ),
+            (
+                "max_failures: 0",
+                "max_failures: 0\n  by: rack",
+                "rack",
+                "by \"rack\" is not `host` or `zone`",
+            ),
+            (
+                "max_failures: 0",
+                "max_failures: 0\n  min_healthy: 5",
+                "5\n",
+                "min_healthy \"5\" is not a duration like 10s, 500ms, 2m or 1m30s",
+            ),
+            (
+                "max_failures: 0",
+                "max_failures: 0\n  health_timeout: 0s",
+                "0s\nagents",
+                "health_timeout \"0s\" must be longer than zero",
+            ),
+            (
+                "max_failures: 0",
+                "max_failures: 0\n  revert: perhaps",
+                "perhaps",
+                "revert \"perhaps\" is not true or false",
+            ),
+            (
+                "role: public}",
+                "role: public, zone: us east-1a}",
+                "us east-1a",
+                "zone \"us east-1a\" must be 1 to 63 letters, digits, '.', '_' or '-', \
+                 starting with a letter or digit",
             ),
             (
                 "max_failures: 0",

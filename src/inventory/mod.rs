@@ -3,6 +3,8 @@
 //!
 //! `raw` holds the serde shapes that mirror the YAML; `load` turns them into
 //! these typed values, or into an error that names file, line and column.
+//! `values` holds the small validated types and the batch and failure-budget
+//! arithmetic the rollout uses ([`batch_sizes`], [`FailureBudget::allowed`]).
 
 mod load;
 mod raw;
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use load::{InventoryError, load};
-pub use values::{BatchSize, Endpoint, ImageRef, RemotePath};
+pub use values::{BatchSize, Endpoint, FailureBudget, ImageRef, RemotePath, batch_sizes};
 
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -73,11 +75,44 @@ pub struct ContainerConfig {
     pub env: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone)]
+/// The `rollout:` section: how hosts are grouped into batches, and when the
+/// rollout stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolloutConfig {
-    pub batch: BatchSize,
-    pub max_failures: usize,
+    /// Batch sizes in order, the last one repeating (`batch: 10` is `[10]`,
+    /// `batch: [1, 5, "25%"]` a ramp). Never empty. Split hosts with
+    /// [`batch_sizes`].
+    pub batch: Vec<BatchSize>,
+    /// This many hosts are restarted first, as a batch of their own, before
+    /// the `batch` ramp starts. 0: no canary batch.
+    pub canary: usize,
+    /// `by: zone`: hosts are grouped by their `zone` (every agent has one).
+    /// `by: host` (the default): zones play no part.
+    pub by_zone: bool,
+    /// How many selected hosts may fail before the rollout stops.
+    pub max_failures: FailureBudget,
+    /// How long a host must stay healthy after passing its health check
+    /// before the next batch starts. Zero: do not wait.
+    pub min_healthy: Duration,
+    /// How long a host may take to become healthy after its restart.
     pub health_timeout: Duration,
+    /// Put a host that fails its health check back to what it ran before.
+    pub revert: bool,
+}
+
+impl Default for RolloutConfig {
+    /// What an inventory without a `rollout:` section gets.
+    fn default() -> Self {
+        RolloutConfig {
+            batch: vec![BatchSize::Count(1)],
+            canary: 0,
+            by_zone: false,
+            max_failures: FailureBudget::Count(0),
+            min_healthy: Duration::from_secs(10),
+            health_timeout: Duration::from_secs(60),
+            revert: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +143,9 @@ pub struct Agent {
     /// Host name or IP address.
     pub address: String,
     pub role: Role,
+    /// DC/OS fault domain zone, e.g. `us-east-1a`. Always set when
+    /// `rollout.by_zone` is.
+    pub zone: Option<String>,
     pub ssh: SshSettings,
 }
 

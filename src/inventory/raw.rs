@@ -4,11 +4,14 @@
 //! by `load`, so that a bad value is reported with its line and column and
 //! with wording about what the key means, rather than a generic type error.
 //! Unknown keys are rejected here, by serde, with the list of known ones.
+//!
+//! The one exception is `rollout.batch`, which is a single value or a list
+//! ([`RawBatch`]); its list entries are located strings again.
 
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{MapAccess, Visitor};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 /// A scalar with the place it was written.
@@ -78,9 +81,13 @@ pub(crate) struct RawContainer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRollout {
-    pub batch: Option<Str>,
+    pub batch: Option<Spanned<RawBatch>>,
+    pub canary: Option<Str>,
+    pub by: Option<Str>,
     pub max_failures: Option<Str>,
+    pub min_healthy: Option<Str>,
     pub health_timeout: Option<Str>,
+    pub revert: Option<Str>,
 }
 
 /// One entry of `agents:`. The SSH keys are spelled out (not flattened) so
@@ -91,6 +98,7 @@ pub(crate) struct RawAgent {
     pub name: Option<Str>,
     pub address: Option<Str>,
     pub role: Option<Str>,
+    pub zone: Option<Str>,
     pub user: Option<Str>,
     pub port: Option<Str>,
     pub identity_file: Option<Str>,
@@ -144,5 +152,82 @@ impl<'de> Deserialize<'de> for StrMap {
         }
 
         deserializer.deserialize_map(MapVisitor)
+    }
+}
+
+/// `rollout.batch`: one batch size, or a list of them (a ramp).
+#[derive(Debug)]
+pub(crate) enum RawBatch {
+    /// A single value. When YAML read it as something other than a string
+    /// (`10`, `1.5`, `yes`), `typed` is set and `text` is only a rendering
+    /// of it: the source text is then found through the value's location.
+    One { text: String, typed: bool },
+    /// A list, each entry with its position.
+    Ramp(Vec<Str>),
+}
+
+impl<'de> Deserialize<'de> for RawBatch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BatchVisitor;
+
+        impl BatchVisitor {
+            fn typed<E>(text: impl ToString) -> Result<RawBatch, E> {
+                Ok(RawBatch::One {
+                    text: text.to_string(),
+                    typed: true,
+                })
+            }
+        }
+
+        impl<'de> Visitor<'de> for BatchVisitor {
+            type Value = RawBatch;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a batch size (a number or a percentage like \"20%\") or a list of them",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawBatch, E> {
+                Ok(RawBatch::One {
+                    text: s.to_string(),
+                    typed: false,
+                })
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawBatch, E> {
+                Self::typed(v)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawBatch, E> {
+                Self::typed(v)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawBatch, E> {
+                Self::typed(v)
+            }
+
+            fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<RawBatch, E> {
+                Self::typed(v)
+            }
+
+            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<RawBatch, E> {
+                Self::typed(v)
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawBatch, E> {
+                Self::typed(v)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawBatch, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = seq.next_element::<Str>()? {
+                    entries.push(entry);
+                }
+                Ok(RawBatch::Ramp(entries))
+            }
+        }
+
+        deserializer.deserialize_any(BatchVisitor)
     }
 }

@@ -101,6 +101,95 @@ impl fmt::Display for BatchSize {
     }
 }
 
+/// Splits `hosts` hosts into consecutive batch sizes following `ramp`: the
+/// first batch takes the first entry, the second the second, and so on; the
+/// last entry repeats for as long as hosts remain. A percentage is of
+/// `selected` (all hosts selected for the run, so sizes do not shrink as a
+/// re-run finds fewer hosts left to change) and is at least 1. The last
+/// batch holds whatever is left. An empty ramp counts as `[1]`.
+///
+/// `[1, 2, "50%"]` for 8 hosts of 8 selected: `[1, 2, 4, 1]`.
+pub fn batch_sizes(ramp: &[BatchSize], hosts: usize, selected: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut left = hosts;
+    while left > 0 {
+        let step = ramp
+            .get(sizes.len())
+            .or(ramp.last())
+            .map_or(1, |b| b.hosts_per_batch(selected));
+        let n = step.clamp(1, left);
+        sizes.push(n);
+        left -= n;
+    }
+    sizes
+}
+
+// ---------------------------------------------------------------------------
+// FailureBudget
+
+/// How many hosts may fail before the rollout stops (`rollout.max_failures`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureBudget {
+    /// A fixed number of hosts (0 or more).
+    Count(usize),
+    /// A share of the selected hosts, 0..=100.
+    Percent(u8),
+}
+
+impl Default for FailureBudget {
+    /// No failure is tolerated.
+    fn default() -> Self {
+        FailureBudget::Count(0)
+    }
+}
+
+impl FailureBudget {
+    /// The number of failed hosts tolerated when `selected` hosts take part
+    /// (more than this stops the rollout). A percentage rounds down: 10% of
+    /// 12 hosts is 1, 0% is 0, 100% is all of them.
+    pub fn allowed(&self, selected: usize) -> usize {
+        match *self {
+            FailureBudget::Count(n) => n,
+            FailureBudget::Percent(p) => selected.saturating_mul(usize::from(p)) / 100,
+        }
+    }
+}
+
+impl FromStr for FailureBudget {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |problem: &str| InvalidValue::new("failure budget", s, problem);
+        let shape = "is not a whole number (0 or more) or a percentage like \"10%\"";
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if let Some(num) = s.strip_suffix('%') {
+            if !digits(num) {
+                return Err(bad(shape));
+            }
+            match num.parse::<u8>() {
+                Ok(p @ 0..=100) => Ok(FailureBudget::Percent(p)),
+                _ => Err(bad("must be a percentage between 0% and 100%")),
+            }
+        } else {
+            if !digits(s) {
+                return Err(bad(shape));
+            }
+            s.parse::<usize>()
+                .map(FailureBudget::Count)
+                .map_err(|_| bad("is too large"))
+        }
+    }
+}
+
+impl fmt::Display for FailureBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureBudget::Count(n) => write!(f, "{n}"),
+            FailureBudget::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Endpoint
 
@@ -278,8 +367,8 @@ pub(crate) fn address(s: &str) -> Result<String, InvalidValue> {
 // ---------------------------------------------------------------------------
 // Names
 
-/// Agent name: `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`.
-pub(crate) fn agent_name(s: &str) -> Result<String, InvalidValue> {
+/// `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`: agent names and zones.
+fn label(s: &str, what: &str) -> Result<String, InvalidValue> {
     let ok = s.len() <= 63
         && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && s.bytes()
@@ -288,11 +377,22 @@ pub(crate) fn agent_name(s: &str) -> Result<String, InvalidValue> {
         Ok(s.to_string())
     } else {
         Err(InvalidValue::new(
-            "agent name",
+            what,
             s,
             "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
         ))
     }
+}
+
+/// Agent name: `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`.
+pub(crate) fn agent_name(s: &str) -> Result<String, InvalidValue> {
+    label(s, "agent name")
+}
+
+/// A DC/OS fault domain zone such as `us-east-1a`:
+/// `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`.
+pub(crate) fn zone(s: &str) -> Result<String, InvalidValue> {
+    label(s, "zone")
 }
 
 /// Login name: `[a-z_][a-z0-9_-]*[$]?`, at most 32 characters.
@@ -380,8 +480,17 @@ pub(crate) fn boolean(s: &str) -> Result<bool, InvalidValue> {
 }
 
 /// A duration such as `10s`, `500ms`, `2m`, `1m30s` or `1h`: one or more
-/// whole numbers, each followed by a unit (`ms`, `s`, `m`, `h`).
+/// whole numbers, each followed by a unit (`ms`, `s`, `m`, `h`). Never zero.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, InvalidValue> {
+    match parse_wait(s)? {
+        Duration::ZERO => Err(InvalidValue::new("duration", s, "must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
+/// A duration in the same form as [`parse_duration`] that may be zero
+/// (`0s`: do not wait).
+pub(crate) fn parse_wait(s: &str) -> Result<Duration, InvalidValue> {
     let bad = |problem: &str| InvalidValue::new("duration", s, problem);
     let shape = "is not a duration like 10s, 500ms, 2m or 1m30s";
     let mut rest = s;
@@ -409,9 +518,6 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, InvalidValue> {
             .checked_mul(factor)
             .and_then(|v| total_ms.checked_add(v))
             .ok_or_else(|| bad("is too long"))?;
-    }
-    if total_ms == 0 {
-        return Err(bad("must be longer than zero"));
     }
     Ok(Duration::from_millis(total_ms))
 }
@@ -702,7 +808,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batch_sizes() {
+    fn batch_size_parsing() {
         let ok = [
             ("1", BatchSize::Count(1)),
             ("10", BatchSize::Count(10)),
@@ -745,6 +851,91 @@ mod tests {
         ];
         for (b, total, want) in cases {
             assert_eq!(b.hosts_per_batch(total), want, "{b} of {total}");
+        }
+    }
+
+    #[test]
+    fn batch_sizes_follow_the_ramp() {
+        use BatchSize::{Count as N, Percent as P};
+        // (ramp, hosts, selected, expected sizes)
+        let cases: &[(&[BatchSize], usize, usize, &[usize])] = &[
+            (&[N(1), N(2), P(50)], 8, 8, &[1, 2, 4, 1]),
+            (&[N(1)], 3, 3, &[1, 1, 1]),
+            (&[N(10)], 3, 3, &[3]),
+            (&[N(2)], 5, 5, &[2, 2, 1]),
+            (&[P(50)], 4, 4, &[2, 2]),
+            // A percentage is at least 1 host.
+            (&[P(20)], 4, 4, &[1, 1, 1, 1]),
+            // A percentage is of the selected hosts, not of those left.
+            (&[P(25)], 5, 20, &[5]),
+            (&[P(25)], 12, 20, &[5, 5, 2]),
+            (&[N(1), N(5), P(25)], 20, 20, &[1, 5, 5, 5, 4]),
+            // The ramp is longer than needed.
+            (&[N(1), N(5), P(25)], 4, 20, &[1, 3]),
+            (&[N(1), N(2), N(3)], 1, 1, &[1]),
+            // The ramp may shrink; the last entry still repeats.
+            (&[N(4), N(1)], 7, 7, &[4, 1, 1, 1]),
+            (&[P(100)], 7, 7, &[7]),
+            (&[N(3)], 0, 4, &[]),
+            (&[], 2, 2, &[1, 1]),
+        ];
+        for &(ramp, hosts, selected, want) in cases {
+            let got = batch_sizes(ramp, hosts, selected);
+            assert_eq!(got, want, "{ramp:?}, {hosts} of {selected}");
+            assert_eq!(got.iter().sum::<usize>(), hosts);
+        }
+    }
+
+    #[test]
+    fn failure_budgets() {
+        let ok = [
+            ("0", FailureBudget::Count(0)),
+            ("2", FailureBudget::Count(2)),
+            ("0%", FailureBudget::Percent(0)),
+            ("10%", FailureBudget::Percent(10)),
+            ("100%", FailureBudget::Percent(100)),
+        ];
+        for (s, want) in ok {
+            assert_eq!(s.parse::<FailureBudget>(), Ok(want), "{s}");
+            assert_eq!(want.to_string(), s);
+        }
+        for s in [
+            "",
+            "-1",
+            "150%",
+            "101%",
+            "%",
+            "1.5",
+            "10 %",
+            "two",
+            "1e3",
+            "99999999999999999999999",
+        ] {
+            assert!(
+                s.parse::<FailureBudget>().is_err(),
+                "{s:?} should be rejected"
+            );
+        }
+        assert_eq!(
+            "150%".parse::<FailureBudget>().unwrap_err().to_string(),
+            "failure budget \"150%\" must be a percentage between 0% and 100%"
+        );
+        assert_eq!(FailureBudget::default(), FailureBudget::Count(0));
+        // (budget, selected hosts, failures allowed)
+        let cases = [
+            (FailureBudget::Count(0), 12, 0),
+            (FailureBudget::Count(2), 12, 2),
+            (FailureBudget::Count(2), 0, 2),
+            (FailureBudget::Percent(10), 12, 1),
+            (FailureBudget::Percent(10), 9, 0),
+            (FailureBudget::Percent(10), 20, 2),
+            (FailureBudget::Percent(0), 50, 0),
+            (FailureBudget::Percent(50), 5, 2),
+            (FailureBudget::Percent(100), 7, 7),
+            (FailureBudget::Percent(100), 0, 0),
+        ];
+        for (b, selected, want) in cases {
+            assert_eq!(b.allowed(selected), want, "{b} of {selected}");
         }
     }
 
@@ -893,6 +1084,17 @@ mod tests {
         ] {
             assert!(parse_duration(s).is_err(), "{s:?} should be rejected");
         }
+        // A wait may be zero, and is otherwise read the same way.
+        for (s, ms) in ok.into_iter().chain([("0s", 0), ("0ms", 0), ("0m0s", 0)]) {
+            assert_eq!(parse_wait(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        for s in ["", "0", "-1s", "1.5s", "10 s", "1d"] {
+            assert!(parse_wait(s).is_err(), "{s:?} should be rejected");
+        }
+        assert_eq!(
+            parse_duration("0s").unwrap_err().to_string(),
+            "duration \"0s\" must be longer than zero"
+        );
     }
 
     #[test]
@@ -925,6 +1127,20 @@ mod tests {
         }
         for s in ["", "-a", ".a", "a b", &"a".repeat(64)] {
             assert!(agent_name(s).is_err(), "{s:?} should be rejected");
+        }
+        for s in ["us-east-1a", "eu_west.2", "Z", &"a".repeat(63)] {
+            assert_eq!(zone(s).as_deref(), Ok(s), "{s}");
+        }
+        for s in [
+            "",
+            "-a",
+            "_a",
+            "us east",
+            "us/east",
+            "zone:1",
+            &"a".repeat(64),
+        ] {
+            assert!(zone(s).is_err(), "{s:?} should be rejected");
         }
         for s in ["core", "root", "_svc", "a-b_c9", "machine$"] {
             assert!(user_name(s).is_ok(), "{s}");
