@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::inventory::InventoryError;
+use crate::journal::JournalError;
 
 /// Exit codes, documented in the README. A finished rollout maps its report
 /// to one of these in `Outcome::exit_code`; errors map through `Error::exit_code`.
@@ -26,6 +27,11 @@ pub mod exit {
     pub const STOPPED: i32 = 5;
     /// Paused after the canary batch (`--pause-after-canary`).
     pub const PAUSED: i32 = 6;
+    /// Ctrl-C or SIGTERM: the current steps finished, the journal was
+    /// saved and the locks released; `apply --resume` goes on.
+    pub const INTERRUPTED: i32 = 130;
+    /// A second Ctrl-C: stopped at once; hosts in flight are `unknown`.
+    pub const ABORTED: i32 = 131;
 }
 
 #[derive(Debug, Error)]
@@ -42,6 +48,10 @@ pub enum Error {
     TemplateDir { path: PathBuf, reason: String },
     #[error("cannot read {path}: {reason}")]
     LocalFile { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("no run to resume: there is no journal in {}", .0.display())]
+    NothingToResume(PathBuf),
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -54,7 +64,9 @@ impl Error {
             | Error::LimitMatchesNothing(_)
             | Error::Template { .. }
             | Error::TemplateDir { .. }
-            | Error::LocalFile { .. } => exit::USAGE,
+            | Error::LocalFile { .. }
+            | Error::Journal(_)
+            | Error::NothingToResume(_) => exit::USAGE,
             Error::Output(_) => exit::INTERNAL,
         }
     }

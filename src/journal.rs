@@ -1,6 +1,5 @@
 //! The local record of an apply, kept on the operator's machine so that
 //! `apply --resume` can skip the hosts an interrupted run already finished.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -7,7 +7,6 @@
 //! `lock stale-replaced {json}` (the caller took it over from a dead run).
 //! The JSON is the holder's lock line plus `now` (the agent's clock when the
 //! script looked) and `stale`.
-#![allow(dead_code)]
 
 use std::fmt;
 use std::time::Duration;

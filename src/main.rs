@@ -16,11 +16,13 @@ mod remote;
 mod report;
 mod rollout;
 mod shell;
+mod shutdown;
 mod steps;
 mod templates;
 mod transport;
 mod ui;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -29,8 +31,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::Cli;
 use crate::error::Error;
+use crate::journal::Journal;
+use crate::lock::LockOwner;
 use crate::report::Reporter;
 use crate::rollout::Mode;
+use crate::shutdown::Shutdown;
 
 fn main() -> color_eyre::Result<()> {
     color_eyre::install()?;
@@ -72,17 +77,53 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         config.inventory.path.display(),
         &config.inventory.hash[..12],
     );
+
+    let run_id = journal::new_run_id();
+    let mut done = BTreeMap::new();
+    let mut takeover_from = None;
+    let journal = match config.mode {
+        Mode::Apply if config.resume => {
+            let mut old = Journal::load(&config.state_dir)?
+                .ok_or_else(|| Error::NothingToResume(config.state_dir.clone()))?;
+            old.check_resumable(&config.inventory.hash)?;
+            let finished = old.done_hosts();
+            done = old
+                .hosts
+                .iter()
+                .filter(|(name, _)| finished.contains(*name))
+                .map(|(name, entry)| (name.clone(), entry.steps.clone()))
+                .collect();
+            eprintln!(
+                "resuming run {}: {} host(s) already done",
+                old.run_id,
+                done.len()
+            );
+            takeover_from = Some(std::mem::replace(&mut old.run_id, run_id.clone()));
+            Some((old, config.state_dir.clone()))
+        }
+        Mode::Apply => Some((
+            Journal::new(config.inventory.hash.clone(), run_id.clone()),
+            config.state_dir.clone(),
+        )),
+        Mode::Plan | Mode::Rollback => None,
+    };
+
     let progress = Arc::new(ui::Progress::new());
     let reporter: Arc<dyn Reporter> = progress.clone();
     let opts = rollout::Options {
         forks: config.forks,
         mode: config.mode,
-        run_id: journal::new_run_id(),
+        lock: rollout::LockRequest {
+            owner: LockOwner::current(&run_id),
+            takeover_from,
+        },
         pause_after_canary: config.pause_after_canary,
         rollout: config.inventory.rollout.clone(),
+        shutdown: Shutdown::listen(),
+        journal,
     };
     let connector = Arc::new(transport::ssh::SshConnector::new());
-    let report = rollout::run(connector, config.hosts, opts, reporter).await;
+    let report = rollout::run(connector, config.hosts, done, opts, reporter).await;
     progress.finish();
 
     let human = if report.dry_run {

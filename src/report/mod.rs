@@ -75,6 +75,8 @@ pub enum Halt {
     Budget(String),
     /// Stopped after the canary batch, as asked; `--resume` goes on.
     Paused(String),
+    /// Ctrl-C or SIGTERM: in-flight steps finished, nothing new started.
+    Interrupted(String),
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +93,7 @@ impl Report {
             Some(Halt::Preflight(_)) => exit::PREFLIGHT,
             Some(Halt::Budget(_)) => exit::STOPPED,
             Some(Halt::Paused(_)) => exit::PAUSED,
+            Some(Halt::Interrupted(_)) => exit::INTERRUPTED,
             None if self.hosts.iter().any(HostReport::failed) => exit::HOST_FAILED,
             None => exit::SUCCESS,
         }

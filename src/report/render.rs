@@ -84,6 +84,9 @@ pub fn render_table(report: &Report) -> String {
         Some(Halt::Paused(why)) => {
             let _ = writeln!(out, "PAUSED: {why}");
         }
+        Some(Halt::Interrupted(why)) => {
+            let _ = writeln!(out, "INTERRUPTED: {why}; run apply --resume to go on");
+        }
         None => {}
     }
     out

@@ -15,6 +15,10 @@ use crate::steps::rollback::{self, UndoRecord, UndoStep};
 use crate::steps::{Action, Change, Gate, Plan, Source, StepName, StepPlan, Undo, restore_script};
 
 use super::Mode;
+use crate::shutdown::Shutdown;
+
+/// Why a step did not run when the operator stopped the run.
+pub const INTERRUPTED: &str = "not run: the rollout was interrupted";
 use crate::transport::{ExecOutput, Stdin, Transport};
 
 /// How often a health gate is checked while a service comes back.
@@ -28,6 +32,8 @@ pub struct Policy {
     pub health_timeout: Duration,
     pub min_healthy: Duration,
     pub revert: bool,
+    /// Asked before each step: an interrupted run starts no new step.
+    pub stop: Shutdown,
 }
 
 pub struct HostRun<S> {
@@ -40,6 +46,10 @@ pub struct HostRun<S> {
     /// Steps whose changes this run began to apply, in order: what a revert
     /// takes back.
     applied: Vec<usize>,
+    /// This run holds the host's lock.
+    pub locked: bool,
+    /// Finished by the run that `--resume` continues; not touched now.
+    pub resumed: bool,
 }
 
 impl<S: Transport> HostRun<S> {
@@ -62,6 +72,8 @@ impl<S: Transport> HostRun<S> {
             plans: Vec::new(),
             results,
             applied: Vec::new(),
+            locked: false,
+            resumed: false,
         }
     }
 
@@ -74,6 +86,8 @@ impl<S: Transport> HostRun<S> {
             results: vec![None; plans.len()],
             plans,
             applied: Vec::new(),
+            locked: false,
+            resumed: false,
         };
         for i in 0..run.plans.len() {
             let step = run.plans[i].step;
@@ -117,7 +131,7 @@ impl<S: Transport> HostRun<S> {
         self.plans
             .iter()
             .zip(&self.results)
-            .any(|(p, r)| r.is_none() && p.step.in_batches())
+            .any(|(p, r)| r.is_none() && matches!(p.plan, Plan::Change(_)))
     }
 
     /// Marks every step still to run as skipped.
@@ -154,14 +168,15 @@ impl<S: Transport> HostRun<S> {
         });
     }
 
-    /// Uploads for every step still to run, and the complete run of the
-    /// steps that are not rolled in batches.
+    /// Uploads for every step still to run, into the host's stage area
+    /// only: a host whose batch never comes keeps its configuration as it
+    /// was.
     pub async fn stage(&mut self, policy: &Policy, reporter: &dyn Reporter) {
         for i in 0..self.plans.len() {
             if self.results[i].is_some() {
                 continue;
             }
-            if self.halt_on_failure(reporter) {
+            if self.halt_on_failure(policy, reporter) {
                 return;
             }
             let Plan::Change(change) = self.plans[i].plan.clone() else {
@@ -169,28 +184,22 @@ impl<S: Transport> HostRun<S> {
             };
             if let Err(e) = self.run_actions(&change.stage).await {
                 self.finish(i, Status::Failed, e, false, Some(reporter));
-            } else if !self.plans[i].step.in_batches() {
-                self.roll_steps(&[i], policy, reporter).await;
             }
         }
     }
 
-    /// The batched steps, in order; on a failure, the host is reverted.
+    /// The host's turn in its batch: every change, in step order, then a
+    /// watch of every passed gate for `min_healthy`. A failure anywhere
+    /// reverts every change this run made on the host, when the policy
+    /// allows.
     pub async fn roll(&mut self, policy: &Policy, reporter: &dyn Reporter) {
         let todo: Vec<usize> = (0..self.plans.len())
-            .filter(|&i| self.results[i].is_none() && self.plans[i].step.in_batches())
+            .filter(|&i| self.results[i].is_none())
             .collect();
-        self.roll_steps(&todo, policy, reporter).await;
-    }
-
-    /// Runs the changes at `todo`, then watches every passed gate for
-    /// `min_healthy`. A failure anywhere reverts every change this run made
-    /// on the host, when the policy allows.
-    async fn roll_steps(&mut self, todo: &[usize], policy: &Policy, reporter: &dyn Reporter) {
         let mut gates: Vec<(usize, Gate)> = Vec::new();
         let mut failure: Option<(usize, String)> = None;
-        for &i in todo {
-            if self.halt_on_failure(reporter) {
+        for i in todo {
+            if self.halt_on_failure(policy, reporter) {
                 return;
             }
             let Plan::Change(change) = self.plans[i].plan.clone() else {
@@ -224,15 +233,18 @@ impl<S: Transport> HostRun<S> {
         }
     }
 
-    /// Marks the rest skipped when an earlier step failed; true if so.
-    fn halt_on_failure(&mut self, reporter: &dyn Reporter) -> bool {
-        match self.first_failure() {
-            Some(first) => {
-                self.skip_rest(&format!("not run: {first} failed"), Some(reporter));
-                true
-            }
-            None => false,
+    /// Marks the rest skipped when an earlier step failed, or the run is
+    /// being interrupted; true if so.
+    fn halt_on_failure(&mut self, policy: &Policy, reporter: &dyn Reporter) -> bool {
+        if let Some(first) = self.first_failure() {
+            self.skip_rest(&format!("not run: {first} failed"), Some(reporter));
+            return true;
         }
+        if policy.stop.requested() {
+            self.skip_rest(INTERRUPTED, None);
+            return true;
+        }
+        false
     }
 
     async fn apply_change(&self, change: &Change, health_timeout: Duration) -> Result<(), String> {

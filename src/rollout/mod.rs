@@ -1,24 +1,31 @@
 //! The rollout: preflight every host, stage in parallel, then restart in
-//! rolling batches under a failure budget. Each host's outcome is a value in
-//! the report; one host's failure never aborts the others mid-step.
+//! rolling batches under a failure budget, keeping a journal for
+//! `--resume`. Each host's outcome is a value in the report; one host's
+//! failure never aborts the others mid-step.
 
 mod batches;
+mod fanout;
 mod host;
+mod preflight;
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use crate::desired::Desired;
-use crate::facts;
 use crate::inventory::{Agent, FailureBudget, RolloutConfig};
-use crate::report::{Event, Halt, Report, Reporter, Status};
+use crate::journal::{Journal, JournalStatus, JournalStep, RunState};
+use crate::lock;
+use crate::report::{Event, Halt, Report, Reporter, Status, StepResult};
 use crate::shell::privileged;
-use crate::steps;
-use crate::transport::{Connector, Stdin, Transport, TransportError};
+use crate::shutdown::Shutdown;
+use crate::steps::StepName;
+use crate::transport::{Connector, Stdin, Transport};
 
+use fanout::{fan_out, run_phase};
 use host::{HostRun, Policy};
+pub use preflight::LockRequest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -33,89 +40,13 @@ pub struct Options {
     /// How many hosts are worked on at once.
     pub forks: usize,
     pub mode: Mode,
-    /// Identifies this run in undo records.
-    pub run_id: String,
+    pub lock: LockRequest,
     /// Stop after the canary batch has proved healthy.
     pub pause_after_canary: bool,
     pub rollout: RolloutConfig,
-}
-
-/// Runs `work` on every item with at most `permits` at once, keeping order.
-async fn fan_out<T, R, F, Fut>(items: Vec<T>, permits: usize, work: F) -> Vec<R>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: Fn(T) -> Fut,
-    Fut: Future<Output = R> + Send + 'static,
-{
-    let limit = Arc::new(Semaphore::new(permits.max(1)));
-    let mut tasks = Vec::with_capacity(items.len());
-    for item in items {
-        let permit = limit
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let fut = work(item);
-        tasks.push(tokio::spawn(async move {
-            let out = fut.await;
-            drop(permit);
-            out
-        }));
-    }
-    let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        out.push(task.await.expect("a host task panicked"));
-    }
-    out
-}
-
-fn connect_status(e: &TransportError) -> Status {
-    match e {
-        TransportError::Connect { .. }
-        | TransportError::ConnectTimeout { .. }
-        | TransportError::Ssh(_) => Status::Unreachable,
-        _ => Status::Failed,
-    }
-}
-
-async fn preflight<C: Connector>(
-    connector: Arc<C>,
-    agent: Agent,
-    want: Desired,
-    mode: Mode,
-    reporter: Arc<dyn Reporter>,
-) -> HostRun<C::Session> {
-    let session = match connector.connect(&agent).await {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            let status = connect_status(&e);
-            return HostRun::unreachable(agent, status, e.to_string());
-        }
-    };
-    reporter.event(Event::Connected { host: &agent.name });
-    let script = facts::probe_script(&want);
-    let probed = session
-        .exec(&privileged(&script, agent.ssh.needs_sudo()), Stdin::Empty)
-        .await;
-    let facts = match probed {
-        Err(e) => {
-            let status = connect_status(&e);
-            return HostRun::unreachable(agent, status, e.to_string());
-        }
-        Ok(out) => match facts::parse(out.exit_status, &out.stdout, &out.stderr) {
-            Ok(f) => f,
-            Err(e) => {
-                session.close().await;
-                return HostRun::unreachable(agent, Status::Failed, e.to_string());
-            }
-        },
-    };
-    let plans = match mode {
-        Mode::Rollback => steps::rollback::plan(&agent, facts.undo.as_ref()),
-        Mode::Apply | Mode::Plan => steps::plan_host(&agent, &want, &facts),
-    };
-    HostRun::planned(agent, session, plans, mode == Mode::Plan)
+    pub shutdown: Shutdown,
+    /// The journal to keep (apply only), and where it is saved.
+    pub journal: Option<(Journal, PathBuf)>,
 }
 
 fn failed_hosts<S: Transport>(runs: &[HostRun<S>]) -> Vec<&str> {
@@ -140,42 +71,197 @@ fn over_budget<S: Transport>(runs: &[HostRun<S>], budget: &FailureBudget) -> Opt
     })
 }
 
+/// The journal side of a run: saved after every phase, so that an
+/// interruption at any point leaves an accurate record behind.
+struct Record {
+    journal: Option<(Journal, PathBuf)>,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl Record {
+    fn host_steps(results: &[Option<StepResult>], unknown: bool) -> (Vec<JournalStep>, bool) {
+        let steps: Vec<JournalStep> = results
+            .iter()
+            .zip(StepName::ALL)
+            .map(|(r, step)| match r {
+                Some(r) => JournalStep {
+                    step,
+                    status: r.status.into(),
+                    message: r.message.clone(),
+                },
+                None if unknown => JournalStep {
+                    step,
+                    status: JournalStatus::Unknown,
+                    message: "the run was aborted while this host was working".into(),
+                },
+                None => JournalStep {
+                    step,
+                    status: JournalStatus::Skipped,
+                    message: "not run yet".into(),
+                },
+            })
+            .collect();
+        let done = results.iter().all(|r| {
+            r.as_ref()
+                .is_some_and(|r| !r.status.is_failure() && !r.message.starts_with("not "))
+        });
+        (steps, done)
+    }
+
+    fn save<S: Transport>(&mut self, runs: &[HostRun<S>], state: RunState, in_flight: &[usize]) {
+        let Some((journal, dir)) = &mut self.journal else {
+            return;
+        };
+        for (i, run) in runs.iter().enumerate() {
+            // A host done in an earlier run keeps its entry.
+            if run.resumed {
+                continue;
+            }
+            let (steps, done) = Self::host_steps(&run.results, in_flight.contains(&i));
+            journal.record_host(&run.agent.name, steps, done);
+        }
+        journal.state = state;
+        if let Err(e) = journal.save(dir) {
+            self.reporter
+                .event(Event::Notice(&format!("cannot save the run journal: {e}")));
+        }
+    }
+}
+
+/// A host that an interrupted run already finished: `--resume` reports it
+/// from the journal and leaves it alone.
+fn resumed<S: Transport>(agent: Agent, steps: &[JournalStep]) -> HostRun<S> {
+    let mut run = HostRun::unreachable(agent, Status::Ok, String::new());
+    for (slot, step) in run.results.iter_mut().zip(steps) {
+        let status = match step.status {
+            JournalStatus::Changed => Status::Changed,
+            JournalStatus::Skipped => Status::Skipped,
+            _ => Status::Ok,
+        };
+        *slot = Some(StepResult {
+            step: step.step,
+            status,
+            message: format!("{} (earlier run)", step.message)
+                .trim_start_matches(" ")
+                .to_string(),
+            restarted: false,
+        });
+    }
+    run.resumed = true;
+    run
+}
+
+/// Runs one phase, unless a second Ctrl-C aborts it: then the journal marks
+/// the hosts in flight `unknown` and the process ends at once.
+async fn phase<S, F, Fut>(
+    runs: Vec<HostRun<S>>,
+    indices: &[usize],
+    opts: &Options,
+    reporter: &Arc<dyn Reporter>,
+    policy: &Policy,
+    record: &mut Record,
+    work: F,
+) -> Vec<HostRun<S>>
+where
+    S: Transport,
+    F: Fn(HostRun<S>, Arc<dyn Reporter>, Policy) -> Fut,
+    Fut: Future<Output = HostRun<S>> + Send + 'static,
+{
+    // What the journal says if the abort comes mid-phase.
+    record.save(&runs, RunState::Running, &[]);
+    let snapshot: Vec<(Vec<Option<StepResult>>, bool)> = runs
+        .iter()
+        .map(|r| (r.results.clone(), r.resumed))
+        .collect();
+    let names: Vec<String> = runs.iter().map(|r| r.agent.name.clone()).collect();
+    let mut stop = opts.shutdown.clone();
+    tokio::select! {
+        runs = run_phase(runs, indices, opts.forks, reporter, policy, work) => runs,
+        () = stop.aborted() => {
+            if let Some((journal, dir)) = &mut record.journal {
+                for &i in indices {
+                    let (steps, _) = Record::host_steps(&snapshot[i].0, true);
+                    journal.record_host(&names[i], steps, false);
+                }
+                journal.state = RunState::Aborted;
+                let _ = journal.save(dir);
+            }
+            reporter.finish();
+            eprintln!(
+                "calico-rollout: aborted; hosts in flight ({}) are marked unknown in the journal",
+                indices.iter().map(|&i| names[i].as_str()).collect::<Vec<_>>().join(", ")
+            );
+            std::process::exit(crate::error::exit::ABORTED);
+        }
+    }
+}
+
 /// Runs the whole rollout over `hosts` (agent with its desired state).
+/// `done` holds the hosts a resumed run finished, with their journal steps.
 pub async fn run<C: Connector>(
     connector: Arc<C>,
     hosts: Vec<(Agent, Desired)>,
-    opts: Options,
+    done: BTreeMap<String, Vec<JournalStep>>,
+    mut opts: Options,
     reporter: Arc<dyn Reporter>,
 ) -> Report {
     let selected = hosts.len();
-    let budget = &opts.rollout.max_failures;
+    let mode = opts.mode;
+    let dry_run = mode == Mode::Plan;
     let policy = Policy {
         health_timeout: opts.rollout.health_timeout,
         min_healthy: opts.rollout.min_healthy,
         // A rollback has nothing of its own to take back.
-        revert: opts.rollout.revert && opts.mode == Mode::Apply,
+        revert: opts.rollout.revert && mode == Mode::Apply,
+        stop: opts.shutdown.clone(),
+    };
+    let mut record = Record {
+        journal: opts.journal.take(),
+        reporter: reporter.clone(),
     };
 
-    reporter.event(Event::PreflightStarted { hosts: selected });
-    let mode = opts.mode;
-    let dry_run = mode == Mode::Plan;
-    let mut runs = fan_out(hosts, opts.forks, |(agent, want)| {
-        preflight(connector.clone(), agent, want, mode, reporter.clone())
+    reporter.event(Event::PreflightStarted {
+        hosts: selected - done.len(),
+    });
+    let lock = Arc::new(opts.lock.clone());
+    let mut todo = Vec::new();
+    let mut finished = Vec::new();
+    for (i, (agent, want)) in hosts.into_iter().enumerate() {
+        match done.get(&agent.name) {
+            Some(steps) => finished.push((i, resumed(agent, steps))),
+            None => todo.push((i, agent, want)),
+        }
+    }
+    let probed = fan_out(todo, opts.forks, |(i, agent, want)| {
+        let fut = preflight::preflight(
+            connector.clone(),
+            agent,
+            want,
+            mode,
+            lock.clone(),
+            reporter.clone(),
+        );
+        async move { (i, fut.await) }
     })
     .await;
-    for run in &runs {
-        if run.session.is_none() {
-            for step in run.results.iter().flatten().take(1) {
-                reporter.event(Event::StepFinished {
-                    host: &run.agent.name,
-                    step: step.step,
-                    status: step.status,
-                    message: &step.message,
-                });
-            }
+    let mut slots: Vec<Option<HostRun<C::Session>>> = (0..selected).map(|_| None).collect();
+    for (i, run) in probed.into_iter().chain(finished) {
+        slots[i] = Some(run);
+    }
+    let mut runs: Vec<HostRun<C::Session>> =
+        slots.into_iter().map(|r| r.expect("every host")).collect();
+    for run in runs.iter().filter(|r| r.session.is_none() && !r.resumed) {
+        if let Some(step) = run.results.iter().flatten().next() {
+            reporter.event(Event::StepFinished {
+                host: &run.agent.name,
+                step: step.step,
+                status: step.status,
+                message: &step.message,
+            });
         }
     }
 
+    let budget = &opts.rollout.max_failures;
     let mut halt = over_budget(&runs, budget).map(Halt::Preflight);
     if let Some(Halt::Preflight(why)) = &halt
         && !dry_run
@@ -193,12 +279,13 @@ pub async fn run<C: Connector>(
         reporter.event(Event::StageStarted {
             hosts: staging.len(),
         });
-        runs = run_phase(
+        runs = phase(
             runs,
             &staging,
-            opts.forks,
+            &opts,
             &reporter,
             &policy,
+            &mut record,
             |mut run, rep, policy| async move {
                 run.stage(&policy, rep.as_ref()).await;
                 run
@@ -216,6 +303,12 @@ pub async fn run<C: Connector>(
         let batches = batches::split(&work, &opts.rollout, selected);
         let total = batches.len();
         for (index, batch) in batches.iter().enumerate() {
+            if halt.is_none() && opts.shutdown.requested() {
+                halt = Some(Halt::Interrupted(format!(
+                    "interrupted before batch {} of {total}",
+                    index + 1
+                )));
+            }
             if halt.is_some() {
                 break;
             }
@@ -230,12 +323,13 @@ pub async fn run<C: Connector>(
                 canary: batch.canary,
                 hosts: &names,
             });
-            runs = run_phase(
+            runs = phase(
                 runs,
                 &batch.hosts,
-                opts.forks,
+                &opts,
                 &reporter,
                 &policy,
+                &mut record,
                 |mut run, rep, policy| async move {
                     run.roll(&policy, rep.as_ref()).await;
                     run
@@ -252,12 +346,25 @@ pub async fn run<C: Connector>(
                     "paused after the canary batch ({}) as asked; run apply --resume to go on",
                     names.join(", ")
                 )));
+            } else if opts.shutdown.requested() {
+                halt = Some(Halt::Interrupted(format!(
+                    "interrupted during batch {} of {total}",
+                    index + 1
+                )));
             }
+            refresh_locks(&runs, &opts).await;
         }
-        if let Some(Halt::Budget(why) | Halt::Paused(why)) = &halt {
+        if halt.is_none() && opts.shutdown.requested() {
+            halt = Some(Halt::Interrupted("interrupted".into()));
+        }
+        if let Some(Halt::Budget(why) | Halt::Paused(why) | Halt::Interrupted(why)) = &halt {
             reporter.event(Event::Notice(&format!("rollout stopped: {why}")));
+            let note = match halt {
+                Some(Halt::Interrupted(_)) => host::INTERRUPTED,
+                _ => "not run: the rollout stopped",
+            };
             for run in &mut runs {
-                run.skip_rest("not run: the rollout stopped", None);
+                run.skip_rest(note, None);
             }
         }
     }
@@ -266,7 +373,7 @@ pub async fn run<C: Connector>(
         let touched: Vec<usize> = (0..runs.len())
             .filter(|&i| runs[i].session.is_some())
             .collect();
-        let run_id = opts.run_id.clone();
+        let run_id = opts.lock.owner.id.clone();
         runs = run_phase(
             runs,
             &touched,
@@ -288,11 +395,13 @@ pub async fn run<C: Connector>(
         )
         .await;
     }
-    for run in &runs {
-        if let Some(s) = &run.session {
-            s.close().await;
-        }
-    }
+    let state = match &halt {
+        None => RunState::Finished,
+        Some(Halt::Interrupted(_)) => RunState::Interrupted,
+        Some(_) => RunState::Stopped,
+    };
+    record.save(&runs, state, &[]);
+    release_locks(&runs, &opts).await;
     Report {
         dry_run,
         hosts: runs.into_iter().map(HostRun::into_report).collect(),
@@ -300,36 +409,34 @@ pub async fn run<C: Connector>(
     }
 }
 
-/// Runs `work` on the hosts at `indices` (in parallel, bounded), putting
-/// each host back in its place afterwards.
-async fn run_phase<S, F, Fut>(
-    runs: Vec<HostRun<S>>,
-    indices: &[usize],
-    forks: usize,
-    reporter: &Arc<dyn Reporter>,
-    policy: &Policy,
-    work: F,
-) -> Vec<HostRun<S>>
-where
-    S: Transport,
-    F: Fn(HostRun<S>, Arc<dyn Reporter>, Policy) -> Fut,
-    Fut: Future<Output = HostRun<S>> + Send + 'static,
-{
-    let mut slots: Vec<Option<HostRun<S>>> = runs.into_iter().map(Some).collect();
-    let taken: Vec<(usize, HostRun<S>)> = indices
-        .iter()
-        .map(|&i| (i, slots[i].take().expect("each host is in one phase once")))
-        .collect();
-    let done = fan_out(taken, forks, |(i, run)| {
-        let fut = work(run, reporter.clone(), policy.clone());
-        async move { (i, fut.await) }
-    })
+/// Keeps this run's locks fresh, so a long rollout never looks abandoned.
+async fn refresh_locks<S: Transport>(runs: &[HostRun<S>], opts: &Options) {
+    let script = lock::refresh_script(&opts.lock.owner.id);
+    futures::future::join_all(runs.iter().filter(|r| r.locked).map(|r| {
+        let session = r.session.clone();
+        let command = privileged(&script, r.agent.ssh.needs_sudo());
+        async move {
+            if let Some(s) = session {
+                let _ = s.exec(&command, Stdin::Empty).await;
+            }
+        }
+    }))
     .await;
-    for (i, run) in done {
-        slots[i] = Some(run);
-    }
-    slots
-        .into_iter()
-        .map(|r| r.expect("every host came back"))
-        .collect()
+}
+
+async fn release_locks<S: Transport>(runs: &[HostRun<S>], opts: &Options) {
+    let script = lock::release_script(&opts.lock.owner.id);
+    futures::future::join_all(runs.iter().filter_map(|r| {
+        let session = r.session.clone()?;
+        let command = r
+            .locked
+            .then(|| privileged(&script, r.agent.ssh.needs_sudo()));
+        Some(async move {
+            if let Some(command) = command {
+                let _ = session.exec(&command, Stdin::Empty).await;
+            }
+            session.close().await;
+        })
+    }))
+    .await;
 }

@@ -49,13 +49,6 @@ impl StepName {
             StepName::Node => "node",
         }
     }
-
-    /// Whether the step's changes wait for the host's rolling batch. Only
-    /// the etcd gateway is changed up front: nothing else depends on it
-    /// until docker and calico restart.
-    pub fn in_batches(self) -> bool {
-        !matches!(self, StepName::EtcdProxy)
-    }
 }
 
 impl fmt::Display for StepName {

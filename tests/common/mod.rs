@@ -132,6 +132,15 @@ impl Cluster {
         })
     }
 
+    /// Writes an operator template into a `templates/` folder and points
+    /// the inventory at it.
+    pub fn template(&self, inv: &mut Value, name: &str, text: &str) {
+        let dir = self.dir.path().join("templates");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
+        inv["templates"] = json!(dir);
+    }
+
     pub fn write_inventory(&self, inv: &Value) -> PathBuf {
         let path = self.dir.path().join("cluster.yaml");
         std::fs::write(&path, serde_json::to_string_pretty(inv).unwrap()).unwrap();
@@ -142,6 +151,45 @@ impl Cluster {
     pub fn run(&self, command: &str, inv: &Value, extra: &[&str]) -> Run {
         let path = self.write_inventory(inv);
         run_binary(command, &path, extra)
+    }
+}
+
+/// Starts calico-rollout in the background (for signals and races).
+pub fn spawn_binary(command: &str, inventory: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_calico-rollout"))
+        .arg(command)
+        .arg("-i")
+        .arg(inventory)
+        .arg("--json")
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start calico-rollout")
+}
+
+/// Waits for a background run to end and collects it like `run_binary`.
+pub fn finish(child: std::process::Child, what: &str) -> Run {
+    let out = child.wait_with_output().expect("wait for calico-rollout");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!("--- {what} (exit {})\n{}", run.code, run.stderr);
+    run
+}
+
+/// Polls `ready` until it holds; panics with `what` after `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
