@@ -43,14 +43,6 @@ impl Shutdown {
         Shutdown { rx }
     }
 
-    /// A shutdown that never comes; for tests and `plan`.
-    #[cfg(test)]
-    pub fn never() -> Shutdown {
-        let (tx, rx) = watch::channel(Stop::Running);
-        std::mem::forget(tx);
-        Shutdown { rx }
-    }
-
     pub fn level(&self) -> Stop {
         *self.rx.borrow()
     }

@@ -1062,7 +1062,6 @@ fn count(s: &str) -> Result<usize, InvalidValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::batch_sizes;
     use std::fs;
 
     /// The example from the contract, verbatim.
@@ -1391,7 +1390,6 @@ rollout:
             }
         );
         assert_eq!(inv.rollout.max_failures.allowed(12), 1);
-        assert_eq!(batch_sizes(&inv.rollout.batch, 20, 20), [1, 5, 5, 5, 4]);
         let zones: Vec<Option<&str>> = inv.agents.iter().map(|a| a.zone.as_deref()).collect();
         assert_eq!(zones, [Some("us-east-1a"), Some("us-east-1b")]);
 

@@ -3,8 +3,8 @@
 //!
 //! `raw` holds the serde shapes that mirror the YAML; `load` turns them into
 //! these typed values, or into an error that names file, line and column.
-//! `values` holds the small validated types and the batch and failure-budget
-//! arithmetic the rollout uses ([`batch_sizes`], [`FailureBudget::allowed`]).
+//! `values` holds the small validated types and the failure-budget
+//! arithmetic ([`FailureBudget::allowed`]); the rollout splits batches.
 
 mod load;
 mod raw;
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use load::{InventoryError, load};
-pub use values::{BatchSize, Endpoint, FailureBudget, ImageRef, RemotePath, batch_sizes};
+pub use values::{BatchSize, Endpoint, FailureBudget, ImageRef, RemotePath};
 
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -80,8 +80,7 @@ pub struct ContainerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolloutConfig {
     /// Batch sizes in order, the last one repeating (`batch: 10` is `[10]`,
-    /// `batch: [1, 5, "25%"]` a ramp). Never empty. Split hosts with
-    /// [`batch_sizes`].
+    /// `batch: [1, 5, "25%"]` a ramp). Never empty.
     pub batch: Vec<BatchSize>,
     /// This many hosts are restarted first, as a batch of their own, before
     /// the `batch` ramp starts. 0: no canary batch.

@@ -101,29 +101,6 @@ impl fmt::Display for BatchSize {
     }
 }
 
-/// Splits `hosts` hosts into consecutive batch sizes following `ramp`: the
-/// first batch takes the first entry, the second the second, and so on; the
-/// last entry repeats for as long as hosts remain. A percentage is of
-/// `selected` (all hosts selected for the run, so sizes do not shrink as a
-/// re-run finds fewer hosts left to change) and is at least 1. The last
-/// batch holds whatever is left. An empty ramp counts as `[1]`.
-///
-/// `[1, 2, "50%"]` for 8 hosts of 8 selected: `[1, 2, 4, 1]`.
-pub fn batch_sizes(ramp: &[BatchSize], hosts: usize, selected: usize) -> Vec<usize> {
-    let mut sizes = Vec::new();
-    let mut left = hosts;
-    while left > 0 {
-        let step = ramp
-            .get(sizes.len())
-            .or(ramp.last())
-            .map_or(1, |b| b.hosts_per_batch(selected));
-        let n = step.clamp(1, left);
-        sizes.push(n);
-        left -= n;
-    }
-    sizes
-}
-
 // ---------------------------------------------------------------------------
 // FailureBudget
 
@@ -851,38 +828,6 @@ mod tests {
         ];
         for (b, total, want) in cases {
             assert_eq!(b.hosts_per_batch(total), want, "{b} of {total}");
-        }
-    }
-
-    #[test]
-    fn batch_sizes_follow_the_ramp() {
-        use BatchSize::{Count as N, Percent as P};
-        // (ramp, hosts, selected, expected sizes)
-        let cases: &[(&[BatchSize], usize, usize, &[usize])] = &[
-            (&[N(1), N(2), P(50)], 8, 8, &[1, 2, 4, 1]),
-            (&[N(1)], 3, 3, &[1, 1, 1]),
-            (&[N(10)], 3, 3, &[3]),
-            (&[N(2)], 5, 5, &[2, 2, 1]),
-            (&[P(50)], 4, 4, &[2, 2]),
-            // A percentage is at least 1 host.
-            (&[P(20)], 4, 4, &[1, 1, 1, 1]),
-            // A percentage is of the selected hosts, not of those left.
-            (&[P(25)], 5, 20, &[5]),
-            (&[P(25)], 12, 20, &[5, 5, 2]),
-            (&[N(1), N(5), P(25)], 20, 20, &[1, 5, 5, 5, 4]),
-            // The ramp is longer than needed.
-            (&[N(1), N(5), P(25)], 4, 20, &[1, 3]),
-            (&[N(1), N(2), N(3)], 1, 1, &[1]),
-            // The ramp may shrink; the last entry still repeats.
-            (&[N(4), N(1)], 7, 7, &[4, 1, 1, 1]),
-            (&[P(100)], 7, 7, &[7]),
-            (&[N(3)], 0, 4, &[]),
-            (&[], 2, 2, &[1, 1]),
-        ];
-        for &(ramp, hosts, selected, want) in cases {
-            let got = batch_sizes(ramp, hosts, selected);
-            assert_eq!(got, want, "{ramp:?}, {hosts} of {selected}");
-            assert_eq!(got.iter().sum::<usize>(), hosts);
         }
     }
 

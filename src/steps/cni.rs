@@ -98,7 +98,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
     if change == Change::default() {
         Plan::Ok
     } else {
-        Plan::Change(change)
+        Plan::Change(Box::new(change))
     }
 }
 

@@ -177,7 +177,7 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
     if change == Change::default() {
         Plan::Ok
     } else {
-        Plan::Change(change)
+        Plan::Change(Box::new(change))
     }
 }
 

@@ -132,7 +132,7 @@ pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
                     .map(str::to_string),
             },
         });
-        Plan::Change(change)
+        Plan::Change(Box::new(change))
     } else {
         Plan::Ok
     }

@@ -60,7 +60,7 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
     if change == Change::default() {
         Plan::Ok
     } else {
-        Plan::Change(change)
+        Plan::Change(Box::new(change))
     }
 }
 

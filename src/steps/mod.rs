@@ -172,7 +172,7 @@ pub enum Plan {
     Ok,
     /// Cannot go ahead safely on this host; nothing will be touched.
     Refused(String),
-    Change(Change),
+    Change(Box<Change>),
 }
 
 #[derive(Debug, Clone)]

@@ -90,12 +90,12 @@ pub fn plan(agent: &Agent, record: Option<&UndoRecord>) -> Vec<StepPlan> {
                     if let Some(r) = &restart {
                         summary.push(format!("restart {}", r.unit));
                     }
-                    Plan::Change(Change {
+                    Plan::Change(Box::new(Change {
                         summary,
                         apply: entry.undo.iter().cloned().map(Action::Undo).collect(),
                         restart,
                         ..Change::default()
-                    })
+                    }))
                 }
             };
             StepPlan { step, plan }
