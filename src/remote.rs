@@ -130,8 +130,10 @@ pub fn gate(gate: &Gate) -> String {
             .to_string()
     };
     let curl = |url: &str| {
+        // --globoff: an IPv6 address in brackets is not a glob range.
         Cmd::new("curl")
             .arg("-fsS")
+            .arg("--globoff")
             .arg("--max-time")
             .arg("3")
             .arg("-o")
