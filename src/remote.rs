@@ -382,9 +382,10 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("journalctl _SYSTEMD_UNIT=dcos-mesos-slave.service"),
+            s.contains("journalctl '_SYSTEMD_UNIT=dcos-mesos-slave.service'"),
             "{s}"
         );
+        assert!(s.contains("curl -fsS --globoff"), "{s}");
         let s = gate(&Gate::Container {
             name: "calico-node".into(),
         });
