@@ -3,7 +3,7 @@
 
 use crate::desired::{STATE_DIR, backup_path, pending_path, stage_path};
 use crate::shell::{Cmd, quote};
-use crate::steps::Gate;
+use crate::steps::{FileCheck, Gate};
 
 /// Checks that `$tmp` holds exactly the expected bytes before anything
 /// replaces a live file: a cut connection must never install half a file.
@@ -19,7 +19,13 @@ fn verify(sha256: &str, what: &str) -> String {
 /// Installs a file atomically: the bytes go to a temp file in the target's
 /// folder, are checked against their hash, then renamed over the target.
 /// The previous version is kept under the state folder first.
-pub fn install(target: &str, mode: u32, sha256: &str, from_stage: bool) -> String {
+pub fn install(
+    target: &str,
+    mode: u32,
+    sha256: &str,
+    from_stage: bool,
+    check: Option<FileCheck>,
+) -> String {
     let (dir, name) = target.rsplit_once('/').expect("remote paths are absolute");
     let dir = if dir.is_empty() { "/" } else { dir };
     let backup = backup_path(target);
@@ -29,6 +35,17 @@ pub fn install(target: &str, mode: u32, sha256: &str, from_stage: bool) -> Strin
     } else {
         "cat > \"$tmp\"\n".to_string()
     };
+    let check = match check {
+        None => String::new(),
+        Some(FileCheck::Dockerd) => format!(
+            "dockerd --validate --config-file \"$tmp\" >/dev/null 2>\"$tmp.why\" || \
+             {{ echo {msg} \"$(tail -n 1 \"$tmp.why\")\" >&2; rm -f -- \"$tmp.why\"; exit 1; }}\n\
+             rm -f -- \"$tmp.why\"\n",
+            msg = quote(&format!(
+                "dockerd refuses the new {target}, left unchanged:"
+            )),
+        ),
+    };
     format!(
         "set -eu\n\
          mkdir -p -- {dir}\n\
@@ -36,6 +53,7 @@ pub fn install(target: &str, mode: u32, sha256: &str, from_stage: bool) -> Strin
          trap 'rm -f -- \"$tmp\"' EXIT\n\
          {fill}\
          {verify}\
+         {check}\
          chmod {mode:o} -- \"$tmp\"\n\
          if [ -e {target} ]; then\n  \
            mkdir -p -- {backup_dir}\n  \
@@ -304,7 +322,7 @@ mod tests {
 
         // Installing somewhere the state folder cannot be written is fine
         // when there is nothing to back up yet.
-        let out = sh(&install(target, 0o640, &sha, false), new);
+        let out = sh(&install(target, 0o640, &sha, false, None), new);
         assert!(
             out.status.success(),
             "{}",
@@ -316,7 +334,7 @@ mod tests {
         assert_eq!(mode, 0o640);
 
         // A truncated transfer leaves the old file in place and no temp file.
-        let out = sh(&install(target, 0o640, &sha, false), b"{\"ne");
+        let out = sh(&install(target, 0o640, &sha, false, None), b"{\"ne");
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to install"));
         assert_eq!(std::fs::read(target).unwrap(), new);

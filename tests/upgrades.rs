@@ -423,3 +423,48 @@ fn rollback_of_a_fresh_install_leaves_the_agents_as_they_were() {
         assert_eq!(status, "ok", "{host} {step}: nothing left to roll back");
     }
 }
+
+#[test]
+fn on_docker_23_a_new_daemon_json_must_pass_dockerd_validate_first() {
+    let c = cluster();
+    exec("agent-1", "echo 24.0.7 > /etc/fake-faults/docker-version");
+    // Docker 24 has no cluster store; an operator manages other keys.
+    let mut inv = c.inventory();
+    c.template(&mut inv, "daemon.json.j2", r#"{"live-restore": true}"#);
+    let run = c.run("apply", &inv, &["--limit", "agent-1"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.status("agent-1", "docker"), "changed");
+    let daemon: Value = serde_json::from_slice(&read("agent-1", DAEMON_JSON).unwrap()).unwrap();
+    assert_eq!(daemon["live-restore"], true);
+    assert_eq!(daemon["storage-driver"], "overlay2", "other keys kept");
+    let good = read("agent-1", DAEMON_JSON).unwrap();
+
+    c.template(
+        &mut inv,
+        "daemon.json.j2",
+        r#"{"live-restore": true, "not-a-docker-option": 1}"#,
+    );
+    let before = restart_log("agent-1").len();
+    let run = c.run("apply", &inv, &["--limit", "agent-1"]);
+    assert_ne!(run.code, 0);
+    let why = run.message("agent-1", "docker");
+    assert!(
+        why.contains("dockerd refuses the new /etc/docker/daemon.json")
+            && why.contains("not-a-docker-option"),
+        "{why}"
+    );
+    assert_eq!(
+        read("agent-1", DAEMON_JSON).unwrap(),
+        good,
+        "left unchanged"
+    );
+    let restarted: Vec<Restart> = restart_log("agent-1")
+        .into_iter()
+        .skip(before)
+        .filter(|r| r.unit == "docker")
+        .collect();
+    assert!(
+        restarted.is_empty(),
+        "docker was not restarted: {restarted:?}"
+    );
+}

@@ -26,6 +26,18 @@ const GATE_POLL: Duration = Duration::from_millis(500);
 /// How often the gates are checked while a restarted host must stay healthy.
 const WATCH_POLL: Duration = Duration::from_secs(1);
 
+/// What one step's change actually did on the host, so that a revert takes
+/// back that and nothing else: a file whose install was refused still has
+/// the backup of an older run, which must not be put back.
+#[derive(Debug, Default)]
+struct Applied {
+    step: usize,
+    /// The undo of each action that took effect, in the order they ran.
+    undo: Vec<Undo>,
+    /// A restart was attempted.
+    restarted: bool,
+}
+
 /// How a host's changes are gated and taken back.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -43,9 +55,9 @@ pub struct HostRun<S> {
     pub plans: Vec<StepPlan>,
     /// In `StepName::ALL` order; `None` while the step is still to run.
     pub results: Vec<Option<StepResult>>,
-    /// Steps whose changes this run began to apply, in order: what a revert
-    /// takes back.
-    applied: Vec<usize>,
+    /// Steps whose changes this run began to apply, in order, with what
+    /// took effect: what a revert takes back.
+    applied: Vec<Applied>,
     /// This run holds the host's lock.
     pub locked: bool,
     /// Finished by the run that `--resume` continues; not touched now.
@@ -205,8 +217,15 @@ impl<S: Transport> HostRun<S> {
             let Plan::Change(change) = self.plans[i].plan.clone() else {
                 continue;
             };
-            self.applied.push(i);
-            match self.apply_change(&change, policy.health_timeout).await {
+            let mut applied = Applied {
+                step: i,
+                ..Applied::default()
+            };
+            let outcome = self
+                .apply_change(&change, policy.health_timeout, &mut applied)
+                .await;
+            self.applied.push(applied);
+            match outcome {
                 Ok(()) => {
                     let summary = change.summary.join("; ");
                     let restarted = change.restart.is_some();
@@ -247,10 +266,30 @@ impl<S: Transport> HostRun<S> {
         false
     }
 
-    async fn apply_change(&self, change: &Change, health_timeout: Duration) -> Result<(), String> {
+    async fn apply_change(
+        &self,
+        change: &Change,
+        health_timeout: Duration,
+        applied: &mut Applied,
+    ) -> Result<(), String> {
         // Uploads already happened in the stage phase.
-        self.run_actions(&change.apply).await?;
+        for action in &change.apply {
+            self.run_actions(std::slice::from_ref(action)).await?;
+            let took_effect = match action {
+                Action::Install { target, .. } => change
+                    .undo
+                    .iter()
+                    .find(|u| matches!(u, Undo::File { target: t, .. } if t == target.as_str())),
+                Action::ReplaceContainer { name, .. } => change
+                    .undo
+                    .iter()
+                    .find(|u| matches!(u, Undo::Container { name: n } if n == name)),
+                _ => None,
+            };
+            applied.undo.extend(took_effect.cloned());
+        }
         if let Some(restart) = &change.restart {
+            applied.restarted = true;
             self.exec(&remote::restart(&restart.unit), Stdin::Empty)
                 .await
                 .map_err(|e| format!("restart {} failed: {e}", restart.unit))?;
@@ -308,19 +347,25 @@ impl<S: Transport> HostRun<S> {
             "{}: {step} failed, reverting this host: {why}",
             self.agent.name
         )));
-        let applied: Vec<usize> = self.applied.iter().rev().copied().collect();
+        let applied = std::mem::take(&mut self.applied);
         let mut revert_error = None;
-        for &j in &applied {
-            let Plan::Change(change) = self.plans[j].plan.clone() else {
+        for done in applied.iter().rev() {
+            let Plan::Change(change) = &self.plans[done.step].plan else {
                 continue;
             };
-            if let Err(e) = self.revert_change(&change, policy.health_timeout).await {
-                revert_error = Some(format!("reverting {}: {e}", self.plans[j].step));
+            if let Err(e) = self
+                .revert_change(change, done, policy.health_timeout)
+                .await
+            {
+                revert_error = Some(format!("reverting {}: {e}", self.plans[done.step].step));
                 break;
             }
         }
-        for &j in &applied {
+        let undid_something = applied.iter().any(|a| !a.undo.is_empty() || a.restarted);
+        for j in applied.iter().map(|a| a.step) {
             let (status, message) = match (&revert_error, j == i) {
+                // The change never took hold: there was nothing to revert.
+                (None, true) if !undid_something => (Status::Failed, why.clone()),
                 (None, true) => (Status::Reverted, format!("{why}; reverted")),
                 (None, false) => (Status::Reverted, format!("reverted because {step} failed")),
                 (Some(r), true) => (Status::Failed, format!("{why}; revert failed: {r}")),
@@ -334,12 +379,18 @@ impl<S: Transport> HostRun<S> {
         self.skip_rest(&format!("not run: {step} failed"), Some(reporter));
     }
 
-    async fn revert_change(&self, change: &Change, health_timeout: Duration) -> Result<(), String> {
-        for undo in &change.undo {
+    async fn revert_change(
+        &self,
+        change: &Change,
+        done: &Applied,
+        health_timeout: Duration,
+    ) -> Result<(), String> {
+        for undo in done.undo.iter().rev() {
             self.run_actions(std::slice::from_ref(&Action::Undo(undo.clone())))
                 .await?;
         }
-        if let Some(restart) = &change.restart {
+        let touched = done.restarted || !done.undo.is_empty();
+        if let Some(restart) = change.restart.as_ref().filter(|_| touched) {
             let unit_file_gone = change.undo.iter().any(|u| {
                 matches!(u, Undo::File { target, existed: false }
                     if target.ends_with(&format!("/{}.service", restart.unit)))
@@ -370,16 +421,13 @@ impl<S: Transport> HostRun<S> {
                     source,
                     sha256,
                     mode,
+                    check,
                 } => {
-                    let (script, stdin) = match source {
-                        Source::Bytes(bytes) => (
-                            remote::install(target.as_str(), *mode, sha256, false),
-                            Stdin::Bytes(bytes),
-                        ),
-                        Source::Staged => (
-                            remote::install(target.as_str(), *mode, sha256, true),
-                            Stdin::Empty,
-                        ),
+                    let staged = matches!(source, Source::Staged);
+                    let script = remote::install(target.as_str(), *mode, sha256, staged, *check);
+                    let stdin = match source {
+                        Source::Bytes(bytes) => Stdin::Bytes(bytes),
+                        Source::Staged => Stdin::Empty,
                     };
                     self.exec(&script, stdin)
                         .await
@@ -392,6 +440,11 @@ impl<S: Transport> HostRun<S> {
                     self.exec(script, Stdin::Empty)
                         .await
                         .map_err(|e| format!("{what}: {e}"))?;
+                }
+                Action::ReplaceContainer { name, script } => {
+                    self.exec(script, Stdin::Empty)
+                        .await
+                        .map_err(|e| format!("run {name}: {e}"))?;
                 }
                 Action::Undo(Undo::File { target, existed }) => {
                     self.exec(&remote::restore_file(target, *existed), Stdin::Empty)
@@ -506,7 +559,7 @@ impl<S: Transport> HostRun<S> {
                 let bytes = serde_json::to_vec_pretty(&record).expect("undo record serializes");
                 let sha = crate::desired::sha256_hex(&bytes);
                 self.exec(
-                    &remote::install(&path, 0o600, &sha, false),
+                    &remote::install(&path, 0o600, &sha, false, None),
                     Stdin::Bytes(&bytes),
                 )
                 .await

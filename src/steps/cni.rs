@@ -58,6 +58,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
             source: Source::Staged,
             sha256: bin.sha256.clone(),
             mode: 0o755,
+            check: None,
         });
         change.undo.push(undo_install(facts, bin.path.as_str()));
     }

@@ -162,8 +162,8 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
     };
     if let Some(summary) = start {
         change.summary.push(summary);
-        change.apply.push(Action::Run {
-            what: format!("run {name}"),
+        change.apply.push(Action::ReplaceContainer {
+            name: name.into(),
             script: replace_script(spec),
         });
         change.gate = Some(Gate::Container { name: name.into() });

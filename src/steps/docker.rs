@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Action, Change, Gate, Plan, Restart, Source, Undo, pending_restart};
+use super::{Action, Change, FileCheck, Gate, Plan, Restart, Source, Undo, pending_restart};
 use crate::desired::{DAEMON_JSON_PATH, DOCKER_UNIT, DockerDesired, sha256_hex};
 use crate::facts::{Facts, Version};
 
@@ -114,6 +114,10 @@ pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
             sha256: sha256_hex(&bytes),
             source: Source::Bytes(bytes.into()),
             mode: 0o644,
+            // dockerd can check a file before it has to start on it from
+            // 23.0; older ones are covered by the refusals above.
+            check: matches!(&facts.docker_version, Ok(v) if *v >= Version(23, 0, 0))
+                .then_some(FileCheck::Dockerd),
         });
         change.undo.push(Undo::File {
             target: DAEMON_JSON_PATH.into(),

@@ -66,6 +66,13 @@ pub enum Source {
     Staged,
 }
 
+/// A program on the agent that must accept a new file before it is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileCheck {
+    /// `dockerd --validate --config-file` (Docker 23.0 and later).
+    Dockerd,
+}
+
 /// One remote operation. The executor turns each into one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -77,12 +84,16 @@ pub enum Action {
         source: Source,
         sha256: String,
         mode: u32,
+        /// Checked on the new bytes before they replace the target.
+        check: Option<FileCheck>,
     },
     /// Records that `unit` must restart, so an interrupted run still
     /// restarts it next time even though its files already match.
     MarkPending { unit: String },
     /// A privileged script; `what` is how the report describes it.
     Run { what: String, script: String },
+    /// Retires the running container and starts one from the new spec.
+    ReplaceContainer { name: String, script: String },
     /// Takes back an earlier change (rollback).
     Undo(Undo),
 }
@@ -94,6 +105,7 @@ impl Action {
             source: Source::Bytes(file.content.clone()),
             sha256: file.sha256.clone(),
             mode: file.mode,
+            check: None,
         }
     }
 }
