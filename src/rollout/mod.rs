@@ -409,34 +409,28 @@ pub async fn run<C: Connector>(
     }
 }
 
-/// Keeps this run's locks fresh, so a long rollout never looks abandoned.
-async fn refresh_locks<S: Transport>(runs: &[HostRun<S>], opts: &Options) {
-    let script = lock::refresh_script(&opts.lock.owner.id);
-    futures::future::join_all(runs.iter().filter(|r| r.locked).map(|r| {
-        let session = r.session.clone();
-        let command = privileged(&script, r.agent.ssh.needs_sudo());
-        async move {
-            if let Some(s) = session {
-                let _ = s.exec(&command, Stdin::Empty).await;
-            }
+/// Runs a lock script on every host this run holds the lock of.
+async fn on_locked_hosts<S: Transport>(runs: &[HostRun<S>], script: &str) {
+    futures::future::join_all(runs.iter().filter(|r| r.locked).map(|r| async move {
+        if let Some(session) = &r.session {
+            let command = privileged(script, r.agent.ssh.needs_sudo());
+            let _ = session.exec(&command, Stdin::Empty).await;
         }
     }))
     .await;
 }
 
+/// Keeps this run's locks fresh, so a long rollout never looks abandoned.
+async fn refresh_locks<S: Transport>(runs: &[HostRun<S>], opts: &Options) {
+    on_locked_hosts(runs, &lock::refresh_script(&opts.lock.owner.id)).await;
+}
+
 async fn release_locks<S: Transport>(runs: &[HostRun<S>], opts: &Options) {
-    let script = lock::release_script(&opts.lock.owner.id);
-    futures::future::join_all(runs.iter().filter_map(|r| {
-        let session = r.session.clone()?;
-        let command = r
-            .locked
-            .then(|| privileged(&script, r.agent.ssh.needs_sudo()));
-        Some(async move {
-            if let Some(command) = command {
-                let _ = session.exec(&command, Stdin::Empty).await;
-            }
-            session.close().await;
-        })
-    }))
+    on_locked_hosts(runs, &lock::release_script(&opts.lock.owner.id)).await;
+    futures::future::join_all(
+        runs.iter()
+            .filter_map(|r| r.session.as_ref())
+            .map(|s| s.close()),
+    )
     .await;
 }

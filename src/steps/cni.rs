@@ -96,11 +96,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
             },
         });
     }
-    if change == Change::default() {
-        Plan::Ok
-    } else {
-        Plan::Change(Box::new(change))
-    }
+    Plan::from_change(change)
 }
 
 #[cfg(test)]

@@ -174,11 +174,7 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
             .summary
             .push(format!("rewrite {}", spec.env_file.path));
     }
-    if change == Change::default() {
-        Plan::Ok
-    } else {
-        Plan::Change(Box::new(change))
-    }
+    Plan::from_change(change)
 }
 
 #[cfg(test)]

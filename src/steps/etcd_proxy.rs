@@ -57,11 +57,7 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
             gate: Gate::EtcdGateway,
         });
     }
-    if change == Change::default() {
-        Plan::Ok
-    } else {
-        Plan::Change(Box::new(change))
-    }
+    Plan::from_change(change)
 }
 
 #[cfg(test)]

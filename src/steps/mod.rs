@@ -187,6 +187,17 @@ pub enum Plan {
     Change(Box<Change>),
 }
 
+impl Plan {
+    /// `Ok` when the change holds nothing to do.
+    fn from_change(change: Change) -> Plan {
+        if change == Change::default() {
+            Plan::Ok
+        } else {
+            Plan::Change(Box::new(change))
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StepPlan {
     pub step: StepName,
