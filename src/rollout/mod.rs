@@ -7,6 +7,8 @@ mod batches;
 mod fanout;
 mod host;
 mod preflight;
+mod revert;
+mod run;
 
 use std::collections::BTreeMap;
 use std::future::Future;
