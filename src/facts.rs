@@ -361,7 +361,7 @@ fn parse_containers(out: &[u8]) -> BTreeMap<String, Container> {
         .collect()
 }
 
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(text.trim())

@@ -216,6 +216,50 @@ pub fn gate(gate: &Gate) -> String {
     }
 }
 
+/// Every gate of a host checked in one command, for the `min_healthy`
+/// watch: one line per gate, `gate EXIT STDOUT STDERR` (base64), so one
+/// round trip answers for all of them.
+pub fn gates(gates: &[Gate]) -> String {
+    let mut s = String::from("e=$(mktemp)\ntrap 'rm -f -- \"$e\"' EXIT\n");
+    for gate in gates {
+        s.push_str(&format!(
+            "o=$( {{ {}\n}} 2>\"$e\" ); r=$?\n\
+             printf 'gate %s %s %s\\n' \"$r\" \"$(printf '%s' \"$o\" | base64 | tr -d '\\n')\" \"$(base64 < \"$e\" | tr -d '\\n')\"\n",
+            self::gate(gate)
+        ));
+    }
+    s
+}
+
+/// Reads what `gates` printed into one verdict per gate, in order.
+pub fn gate_verdicts(gates: &[Gate], stdout: &[u8]) -> Vec<Result<(), String>> {
+    let text = String::from_utf8_lossy(stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("gate "));
+    gates
+        .iter()
+        .map(|gate| {
+            let line = lines.next().ok_or("the health check gave no answer")?;
+            let mut parts = line.splitn(4, ' ').skip(1);
+            let code = parts.next().unwrap_or_default();
+            let out =
+                crate::facts::base64_decode(parts.next().unwrap_or_default()).unwrap_or_default();
+            let err =
+                crate::facts::base64_decode(parts.next().unwrap_or_default()).unwrap_or_default();
+            if code == "0" {
+                gate_verdict(gate, &out)
+            } else {
+                let tail = String::from_utf8_lossy(&err);
+                let tail: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
+                Err(if tail.is_empty() {
+                    format!("check failed (exit {code})")
+                } else {
+                    tail[tail.len().saturating_sub(3)..].join(" | ")
+                })
+            }
+        })
+        .collect()
+}
+
 /// Whether a gate check that exited 0 shows a healthy service.
 pub fn gate_verdict(gate: &Gate, stdout: &[u8]) -> Result<(), String> {
     match gate {
@@ -364,7 +408,44 @@ mod tests {
     }
 
     #[test]
-    fn gate_verdicts() {
+    fn all_gates_are_checked_in_one_script() {
+        let dir = tempfile::tempdir().unwrap();
+        // Stand-ins for the programs the gates call: docker answers with a
+        // running container, systemctl says the unit is down.
+        std::fs::write(
+            dir.path().join("docker"),
+            "#!/bin/sh\necho '[{\"State\": {\"Running\": true}}]'\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("systemctl"), "#!/bin/sh\nexit 3\n").unwrap();
+        std::fs::write(
+            dir.path().join("journalctl"),
+            "#!/bin/sh\necho 'dockerd: invalid config'\n",
+        )
+        .unwrap();
+        for f in ["docker", "systemctl", "journalctl"] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        let checks = [
+            Gate::Container {
+                name: "calico-node".into(),
+            },
+            Gate::Docker {
+                cluster_store: None,
+            },
+        ];
+        let script = format!("PATH={}:$PATH\n{}", dir.path().display(), gates(&checks));
+        let out = sh(&script, b"");
+        assert!(out.status.success());
+        let verdicts = gate_verdicts(&checks, &out.stdout);
+        assert_eq!(verdicts[0], Ok(()));
+        assert_eq!(verdicts[1], Err("dockerd: invalid config".to_string()));
+    }
+
+    #[test]
+    fn gate_verdict_table() {
         let docker = Gate::Docker {
             cluster_store: Some("etcd://127.0.0.1:2379".into()),
         };

@@ -64,14 +64,21 @@ impl<S: Transport> HostRun<S> {
         window: Duration,
     ) -> Result<(), (usize, String)> {
         let until = Instant::now() + window;
+        let only: Vec<Gate> = gates.iter().map(|(_, g)| g.clone()).collect();
+        let script = remote::gates(&only);
+        let unhealthy = |i: usize, e: String| {
+            (
+                i,
+                format!("became unhealthy within {}s: {e}", window.as_secs()),
+            )
+        };
         loop {
-            for (i, gate) in gates {
-                self.check_gate(gate).await.map_err(|e| {
-                    (
-                        *i,
-                        format!("became unhealthy within {}s: {e}", window.as_secs()),
-                    )
-                })?;
+            let out = self
+                .exec(&script, Stdin::Empty)
+                .await
+                .map_err(|e| unhealthy(gates[0].0, e))?;
+            for ((i, _), verdict) in gates.iter().zip(remote::gate_verdicts(&only, &out.stdout)) {
+                verdict.map_err(|e| unhealthy(*i, e))?;
             }
             if Instant::now() >= until {
                 return Ok(());
