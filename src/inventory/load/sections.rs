@@ -1,0 +1,287 @@
+//! The sections that say what to install (`etcd`, `docker`, `cni`,
+//! `libnetwork`, `node`) and `templates`, and the assembly of every checked
+//! part into an [`Inventory`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::{Location, Spanned};
+
+use super::agents::SshLayer;
+use super::check::{Checker, FileCheck};
+use crate::inventory::raw::{RawContainer, RawInventory, StrMap};
+use crate::inventory::values;
+use crate::inventory::{
+    Agent, CniBinary, CniConfig, ContainerConfig, DockerConfig, Endpoint, EtcdConfig, ImageRef,
+    Inventory, RemotePath, RolloutConfig,
+};
+
+const DEFAULT_ETCD_BINARY: &str = "/usr/bin/etcd";
+const DEFAULT_PLUGIN_DIR: &str = "/opt/mesosphere/active/cni";
+const DEFAULT_CONFIG_DIR: &str = "/opt/mesosphere/etc/dcos/network/cni";
+const DEFAULT_LIBNETWORK_IMAGE: &str = "calico/libnetwork-plugin:v1.1.3";
+const DEFAULT_NODE_IMAGE: &str = "calico/node:v2.6.12";
+const REQUIRED_CNI_BINARIES: [&str; 2] = ["calico", "calico-ipam"];
+
+/// Everything except the agents' final SSH settings is already typed.
+pub(super) struct Parts {
+    etcd: EtcdConfig,
+    docker: DockerConfig,
+    cni: CniConfig,
+    libnetwork: ContainerConfig,
+    node: ContainerConfig,
+    rollout: RolloutConfig,
+    templates_dir: Option<PathBuf>,
+    agents: Vec<Agent>,
+}
+
+impl Parts {
+    pub(super) fn into_inventory(self, path: &Path, hash: String) -> Inventory {
+        Inventory {
+            path: path.to_path_buf(),
+            hash,
+            etcd: self.etcd,
+            docker: self.docker,
+            cni: self.cni,
+            libnetwork: self.libnetwork,
+            node: self.node,
+            rollout: self.rollout,
+            templates_dir: self.templates_dir,
+            agents: self.agents,
+        }
+    }
+}
+
+impl Checker<'_> {
+    pub(super) fn inventory(&mut self, raw: &Spanned<RawInventory>) -> Option<Parts> {
+        let doc = raw.referenced;
+        let raw = &raw.value;
+
+        let ssh_section = raw.ssh.as_ref().map(|s| s.referenced);
+        let defaults = match &raw.ssh {
+            Some(ssh) => self.ssh_layer(&ssh.value),
+            None => SshLayer::default(),
+        };
+
+        let etcd = self.etcd(raw, doc);
+        let docker = match &raw.docker {
+            Some(d) => DockerConfig {
+                enabled: self.flag(d.value.enabled.as_ref(), "enabled", true),
+                cluster_store: d
+                    .value
+                    .cluster_store
+                    .as_ref()
+                    .and_then(|s| self.check(s, "cluster_store", values::cluster_store)),
+            },
+            None => DockerConfig {
+                enabled: true,
+                cluster_store: None,
+            },
+        };
+        let cni = self.cni(raw, doc);
+        let libnetwork = self.container(
+            raw.libnetwork.as_ref(),
+            "libnetwork",
+            DEFAULT_LIBNETWORK_IMAGE,
+        );
+        let node = self.container(raw.node.as_ref(), "node", DEFAULT_NODE_IMAGE);
+        let (rollout, by_zone_at) = self.rollout(raw);
+        let templates_dir = raw.templates.as_ref().and_then(|s| {
+            let dir = self
+                .local_path(&s.value, "templates")
+                .map_err(|e| self.report(s.referenced, e.to_string()))
+                .ok()?;
+            self.check_file(&dir, FileCheck::Templates, s.referenced);
+            Some(dir)
+        });
+        let agents = self.agents(raw, doc, &defaults, ssh_section, by_zone_at);
+
+        Some(Parts {
+            etcd: etcd?,
+            docker,
+            cni: cni?,
+            libnetwork: libnetwork?,
+            node: node?,
+            rollout,
+            templates_dir,
+            agents: agents?,
+        })
+    }
+
+    fn etcd(&mut self, raw: &RawInventory, doc: Location) -> Option<EtcdConfig> {
+        let Some(etcd) = &raw.etcd else {
+            self.report(
+                doc,
+                "missing required section `etcd` (with `endpoints`, the etcd client URLs)",
+            );
+            return None;
+        };
+        let proxy = self.flag(etcd.value.proxy.as_ref(), "proxy", true);
+        let binary = self.or_default(
+            etcd.value.binary.as_ref(),
+            "etcd binary",
+            |s| s.parse::<RemotePath>(),
+            || default_remote(DEFAULT_ETCD_BINARY),
+        );
+        let Some(list) = &etcd.value.endpoints else {
+            self.report(
+                etcd.referenced,
+                "`etcd` needs `endpoints`, a list of etcd client URLs such as http://10.0.0.5:2379",
+            );
+            return None;
+        };
+        if list.value.is_empty() {
+            self.report(
+                list.referenced,
+                "`endpoints` is empty; list at least one etcd client URL",
+            );
+            return None;
+        }
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        let mut seen: HashMap<Endpoint, u64> = HashMap::new();
+        for s in &list.value {
+            if let Some(ep) = self.check(s, "etcd endpoint", |v| v.parse::<Endpoint>()) {
+                if let Some(first) = seen.get(&ep) {
+                    self.report(
+                        s.referenced,
+                        format!("etcd endpoint {ep} is listed twice (first at line {first})"),
+                    );
+                } else {
+                    seen.insert(ep.clone(), s.referenced.line());
+                    endpoints.push(ep);
+                }
+            }
+        }
+        Some(EtcdConfig {
+            endpoints,
+            proxy,
+            binary,
+        })
+    }
+
+    fn cni(&mut self, raw: &RawInventory, doc: Location) -> Option<CniConfig> {
+        let default_plugin = || default_remote(DEFAULT_PLUGIN_DIR);
+        let default_config = || default_remote(DEFAULT_CONFIG_DIR);
+        let Some(cni) = &raw.cni else {
+            self.report(
+                doc,
+                "missing section `cni` with `binaries` (local paths of `calico` and `calico-ipam`); \
+                 set `cni: {enabled: false}` to skip CNI",
+            );
+            return None;
+        };
+        let c = &cni.value;
+        let enabled = self.flag(c.enabled.as_ref(), "enabled", true);
+        let plugin_dir = self.or_default(
+            c.plugin_dir.as_ref(),
+            "plugin_dir",
+            |s| s.parse::<RemotePath>(),
+            default_plugin,
+        );
+        let config_dir = self.or_default(
+            c.config_dir.as_ref(),
+            "config_dir",
+            |s| s.parse::<RemotePath>(),
+            default_config,
+        );
+        let binaries = match &c.binaries {
+            Some(b) => self.cni_binaries(b)?,
+            None if enabled => {
+                self.report(
+                    cni.referenced,
+                    "`cni` needs `binaries` (local paths of `calico` and `calico-ipam`) \
+                     while it is enabled",
+                );
+                return None;
+            }
+            None => Vec::new(),
+        };
+        Some(CniConfig {
+            enabled,
+            binaries,
+            plugin_dir,
+            config_dir,
+        })
+    }
+
+    fn cni_binaries(&mut self, map: &Spanned<StrMap>) -> Option<Vec<CniBinary>> {
+        let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut ok = true;
+        for (name, path) in &map.value.0 {
+            let Some(n) = self.check(name, "CNI binary name", values::file_name) else {
+                ok = false;
+                continue;
+            };
+            let what = format!("CNI binary `{n}`");
+            match self.local_path(&path.value, &what) {
+                Ok(local) => {
+                    self.check_file(&local, FileCheck::CniBinary, path.referenced);
+                    found.insert(n, local);
+                }
+                Err(e) => {
+                    self.report(path.referenced, e.to_string());
+                    ok = false;
+                }
+            }
+        }
+        for required in REQUIRED_CNI_BINARIES {
+            if !found.contains_key(required) && ok {
+                self.report(
+                    map.referenced,
+                    format!("`binaries` must include `{required}` (the local path of that plugin)"),
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| {
+            found
+                .into_iter()
+                .map(|(name, local_path)| CniBinary { name, local_path })
+                .collect()
+        })
+    }
+
+    fn container(
+        &mut self,
+        raw: Option<&Spanned<RawContainer>>,
+        section: &str,
+        default_image: &str,
+    ) -> Option<ContainerConfig> {
+        let Some(raw) = raw else {
+            return Some(ContainerConfig {
+                enabled: true,
+                image: default_image.parse().expect("default image is valid"),
+                env: BTreeMap::new(),
+            });
+        };
+        let c = &raw.value;
+        let enabled = self.flag(c.enabled.as_ref(), "enabled", true);
+        let image = match &c.image {
+            Some(s) => self.check(s, &format!("{section} image"), |v| v.parse::<ImageRef>())?,
+            None => default_image.parse().expect("default image is valid"),
+        };
+        let mut env = BTreeMap::new();
+        let mut ok = true;
+        if let Some(map) = &c.env {
+            for (k, v) in &map.value.0 {
+                let key = self.check(k, &format!("{section} env name"), values::env_key);
+                let value = self.check(v, &format!("{section} env value"), values::env_value);
+                match (key, value) {
+                    (Some(k), Some(v)) => {
+                        env.insert(k, v);
+                    }
+                    _ => ok = false,
+                }
+            }
+        }
+        ok.then_some(ContainerConfig {
+            enabled,
+            image,
+            env,
+        })
+    }
+}
+
+fn default_remote(s: &str) -> RemotePath {
+    s.parse().expect("default remote path is valid")
+}
