@@ -140,15 +140,20 @@ pub fn probe_script(want: &Desired) -> String {
                 .arg("--")
                 .arg(format!("{unit}.service")),
         );
-        line(
-            &format!("q active:{unit}"),
-            Cmd::new("systemctl").arg("is-active").arg("--").arg(unit),
-        );
-        line(
-            &format!("q enabled:{unit}"),
-            Cmd::new("systemctl").arg("is-enabled").arg("--").arg(unit),
-        );
     }
+    // One line per unit, in order, unknown units included ("inactive").
+    line(
+        "q active",
+        Cmd::new("systemctl").arg("is-active").arg("--").args(UNITS),
+    );
+    // Only the gateway's unit is enabled by a step.
+    line(
+        &format!("q enabled:{}", desired::ETCD_PROXY_UNIT),
+        Cmd::new("systemctl")
+            .arg("is-enabled")
+            .arg("--")
+            .arg(desired::ETCD_PROXY_UNIT),
+    );
     if !files.is_empty() {
         line("q hashes", Cmd::new("sha256sum").arg("--").args(&files));
     }
@@ -252,11 +257,14 @@ pub fn parse(exit: Option<u32>, stdout: &[u8], stderr: &[u8]) -> Result<Facts, P
             if probe.code == 0 {
                 unit_files.insert(unit.to_string(), text(probe));
             }
-        } else if let Some(unit) = key.strip_prefix("active:") {
-            active.insert(unit.to_string(), text(probe));
         } else if let Some(unit) = key.strip_prefix("enabled:") {
             enabled.insert(unit.to_string(), text(probe));
         }
+    }
+
+    let states = String::from_utf8_lossy(&get("active")?.out).into_owned();
+    for (unit, state) in UNITS.iter().zip(states.lines()) {
+        active.insert(unit.to_string(), state.trim().to_string());
     }
 
     let mut hashes = BTreeMap::new();
@@ -366,4 +374,136 @@ pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::testing::desired;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    /// Runs the real probe script under sh, with stand-ins for the agent's
+    /// programs first on PATH, and parses what it printed.
+    fn probe_with(stubs: &[(&str, &str)]) -> Result<Facts, ProbeError> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in stubs {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(probe_script(&desired()))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    dir.path().display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            )
+            .output()
+            .unwrap();
+        parse(
+            out.status.code().map(|c| c as u32),
+            &out.stdout,
+            &out.stderr,
+        )
+    }
+
+    const AGENT: [(&str, &str); 5] = [
+        ("id", "echo 0"),
+        (
+            "dockerd",
+            "echo 'Docker version 20.10.24+dfsg1, build 297e128'",
+        ),
+        (
+            "docker",
+            r#"case "$1" in version) echo 20.10.24 ;; inspect) echo '[{"Name": "/calico-node", "Config": {"Image": "calico/node:v2.6.11", "Labels": {"org.projectcalico.rollout.spec": "abc"}}, "State": {"Running": true}}]'; exit 1 ;; esac"#,
+        ),
+        (
+            "systemctl",
+            r#"case "$1" in
+  cat) case "$3" in docker.service|dcos-mesos-slave.service) echo "[Service]" ;; *) echo "No files found for $3." >&2; exit 1 ;; esac ;;
+  is-active) echo active; echo active; echo activating; echo inactive; exit 3 ;;
+  is-enabled) echo disabled; exit 1 ;;
+esac"#,
+        ),
+        (
+            "cat",
+            r#"[ "$2" = /etc/docker/daemon.json ] && echo '{"debug": true}' || exit 1"#,
+        ),
+    ];
+
+    #[test]
+    fn the_probe_reads_an_agent_in_one_script() {
+        let facts = probe_with(&AGENT).unwrap();
+        assert_eq!(facts.docker_version, Ok(Version(20, 10, 24)));
+        assert_eq!(facts.docker_answering, Ok(()));
+        let units: Vec<&String> = facts.unit_files.keys().collect();
+        assert_eq!(units, ["dcos-mesos-slave", "docker"]);
+        assert_eq!(facts.active["calico-etcd-proxy"], "active");
+        assert_eq!(facts.active["dcos-mesos-slave"], "activating");
+        assert_eq!(facts.active["dcos-mesos-slave-public"], "inactive");
+        assert_eq!(facts.enabled["calico-etcd-proxy"], "disabled");
+        // `test` is a shell builtin: existence checks see this machine's files.
+        let daemon_json = std::path::Path::new("/etc/docker/daemon.json").exists();
+        assert_eq!(
+            facts.daemon_json.as_deref(),
+            daemon_json.then_some(&b"{\"debug\": true}"[..])
+        );
+        let node = &facts.containers["calico-node"];
+        assert_eq!(node.image, "calico/node:v2.6.11");
+        assert_eq!(node.spec_hash.as_deref(), Some("abc"));
+        let etcd = Command::new("sh")
+            .args(["-c", "test -x /usr/bin/etcd"])
+            .status();
+        assert_eq!(facts.etcd_binary_ok, etcd.unwrap().success());
+        assert!(facts.hashes.is_empty() && facts.staged.is_empty() && facts.undo.is_none());
+    }
+
+    #[test]
+    fn the_probe_refuses_without_root() {
+        let mut agent = AGENT.to_vec();
+        agent[0] = ("id", "echo 1000");
+        match probe_with(&agent) {
+            Err(ProbeError::NotRoot(why)) => assert!(why.contains("become"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_table() {
+        let sudo = parse(Some(1), b"", b"sudo: a password is required\n");
+        assert_eq!(
+            sudo.unwrap_err(),
+            ProbeError::NotRoot("sudo -n failed: sudo: a password is required".into())
+        );
+        let lost = parse(None, b"", b"");
+        assert!(matches!(lost, Err(ProbeError::Failed(_))), "{lost:?}");
+        let garbled = parse(Some(0), b"docker_version 0 !!!\n", b"");
+        assert!(matches!(garbled, Err(ProbeError::Failed(why)) if why.contains("garbled")));
+        let short = parse(Some(0), b"docker_version 0 \n", b"");
+        assert!(matches!(short, Err(ProbeError::Failed(why)) if why.contains("lacks")));
+    }
+
+    #[test]
+    fn docker_versions() {
+        let cases = [
+            (
+                "Docker version 20.10.24+dfsg1, build 297e128",
+                Some(Version(20, 10, 24)),
+            ),
+            (
+                "Docker version 24.0.7, build afdd53b",
+                Some(Version(24, 0, 7)),
+            ),
+            ("Docker version 1.13.1", Some(Version(1, 13, 1))),
+            ("dockerd: command not found", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Version::parse_docker(text), want, "{text}");
+        }
+    }
 }
