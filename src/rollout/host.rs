@@ -40,6 +40,8 @@ pub struct HostRun<S> {
     pub locked: bool,
     /// Finished by the run that `--resume` continues; not touched now.
     pub resumed: bool,
+    /// Steps were skipped because the host or the run stopped early.
+    cut_short: bool,
 }
 
 impl<S: Transport> HostRun<S> {
@@ -64,6 +66,7 @@ impl<S: Transport> HostRun<S> {
             applied: Vec::new(),
             locked: false,
             resumed: false,
+            cut_short: false,
         }
     }
 
@@ -78,6 +81,7 @@ impl<S: Transport> HostRun<S> {
             applied: Vec::new(),
             locked: false,
             resumed: false,
+            cut_short: false,
         };
         for i in 0..run.plans.len() {
             let step = run.plans[i].step;
@@ -128,9 +132,19 @@ impl<S: Transport> HostRun<S> {
     pub fn skip_rest(&mut self, why: &str, reporter: Option<&dyn Reporter>) {
         for i in 0..self.results.len() {
             if self.results[i].is_none() {
+                self.cut_short = true;
                 self.finish(i, Status::Skipped, why.to_string(), false, reporter);
             }
         }
+    }
+
+    /// Every step ran to a good end: `--resume` leaves this host alone.
+    pub fn done(&self) -> bool {
+        !self.cut_short
+            && self
+                .results
+                .iter()
+                .all(|r| r.as_ref().is_some_and(|r| !r.status.is_failure()))
     }
 
     pub(super) fn finish(

@@ -81,8 +81,8 @@ struct Record {
 }
 
 impl Record {
-    fn host_steps(results: &[Option<StepResult>], unknown: bool) -> (Vec<JournalStep>, bool) {
-        let steps: Vec<JournalStep> = results
+    fn host_steps(results: &[Option<StepResult>], unknown: bool) -> Vec<JournalStep> {
+        results
             .iter()
             .zip(StepName::ALL)
             .map(|(r, step)| match r {
@@ -102,12 +102,7 @@ impl Record {
                     message: "not run yet".into(),
                 },
             })
-            .collect();
-        let done = results.iter().all(|r| {
-            r.as_ref()
-                .is_some_and(|r| !r.status.is_failure() && !r.message.starts_with("not "))
-        });
-        (steps, done)
+            .collect()
     }
 
     fn save<S: Transport>(&mut self, runs: &[HostRun<S>], state: RunState, in_flight: &[usize]) {
@@ -119,8 +114,8 @@ impl Record {
             if run.resumed {
                 continue;
             }
-            let (steps, done) = Self::host_steps(&run.results, in_flight.contains(&i));
-            journal.record_host(&run.agent.name, steps, done);
+            let steps = Self::host_steps(&run.results, in_flight.contains(&i));
+            journal.record_host(&run.agent.name, steps, run.done());
         }
         journal.state = state;
         if let Err(e) = journal.save(dir) {
@@ -143,9 +138,11 @@ fn resumed<S: Transport>(agent: Agent, steps: &[JournalStep]) -> HostRun<S> {
         *slot = Some(StepResult {
             step: step.step,
             status,
-            message: format!("{} (earlier run)", step.message)
-                .trim_start_matches(" ")
-                .to_string(),
+            message: if step.message.is_empty() {
+                "(earlier run)".to_string()
+            } else {
+                format!("{} (earlier run)", step.message)
+            },
             restarted: false,
         });
     }
@@ -171,10 +168,7 @@ where
 {
     // What the journal says if the abort comes mid-phase.
     record.save(&runs, RunState::Running, &[]);
-    let snapshot: Vec<(Vec<Option<StepResult>>, bool)> = runs
-        .iter()
-        .map(|r| (r.results.clone(), r.resumed))
-        .collect();
+    let snapshot: Vec<Vec<Option<StepResult>>> = runs.iter().map(|r| r.results.clone()).collect();
     let names: Vec<String> = runs.iter().map(|r| r.agent.name.clone()).collect();
     let mut stop = opts.shutdown.clone();
     tokio::select! {
@@ -182,7 +176,7 @@ where
         () = stop.aborted() => {
             if let Some((journal, dir)) = &mut record.journal {
                 for &i in indices {
-                    let (steps, _) = Record::host_steps(&snapshot[i].0, true);
+                    let steps = Record::host_steps(&snapshot[i], true);
                     journal.record_host(&names[i], steps, false);
                 }
                 journal.state = RunState::Aborted;
