@@ -17,7 +17,11 @@ log() { printf '[up] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 command -v docker-compose >/dev/null || die "docker-compose not found"
-command -v ssh >/dev/null || die "ssh client not found"
+if ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
+    log "installing the OpenSSH client (apt-get)"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >&2
+fi
 
 "$HERE/build-images.sh"
 
