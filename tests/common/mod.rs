@@ -169,7 +169,8 @@ pub fn spawn_binary(command: &str, inventory: &Path, extra: &[&str]) -> std::pro
         .expect("start calico-rollout")
 }
 
-/// Waits for a background run to end and collects it like `run_binary`.
+/// Waits for a run to end and collects its exit code and output. The
+/// output is printed too: a failing test shows the operator's view.
 pub fn finish(child: std::process::Child, what: &str) -> Run {
     let out = child.wait_with_output().expect("wait for calico-rollout");
     let run = Run {
@@ -194,26 +195,10 @@ pub fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
 }
 
 pub fn run_binary(command: &str, inventory: &Path, extra: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_calico-rollout"))
-        .arg(command)
-        .arg("-i")
-        .arg(inventory)
-        .arg("--json")
-        .args(extra)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run calico-rollout");
-    let run = Run {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    // Shown only when the test fails: the operator's view of the run.
-    eprintln!(
-        "--- calico-rollout {command} (exit {})\n{}",
-        run.code, run.stderr
-    );
-    run
+    finish(
+        spawn_binary(command, inventory, extra),
+        &format!("calico-rollout {command}"),
+    )
 }
 
 pub struct Run {
