@@ -88,9 +88,10 @@ impl Reporter for Progress {
                     eprintln!("   {host}: connected");
                 }
             }
-            Event::StageStarted { hosts } => {
-                self.start_phase(format!("stage: {hosts} host(s) in parallel"), hosts)
-            }
+            Event::StageStarted { hosts } => self.start_phase(
+                format!("stage: uploading to {hosts} host(s) in parallel"),
+                hosts,
+            ),
             Event::BatchStarted {
                 index,
                 total,

@@ -120,6 +120,14 @@ impl<S: Transport> HostRun<S> {
             .map(|r| r.step)
     }
 
+    /// Whether some change has bytes to upload before the host's batch.
+    pub fn has_uploads(&self) -> bool {
+        self.plans
+            .iter()
+            .zip(&self.results)
+            .any(|(p, r)| r.is_none() && matches!(&p.plan, Plan::Change(c) if !c.stage.is_empty()))
+    }
+
     /// Whether any change still waits for this host's rolling batch.
     pub fn has_batch_work(&self) -> bool {
         self.plans

@@ -270,11 +270,13 @@ pub async fn run<C: Connector>(
 
     if halt.is_none() && !dry_run {
         let staging: Vec<usize> = (0..runs.len())
-            .filter(|&i| runs[i].session.is_some() && !runs[i].failed())
+            .filter(|&i| runs[i].session.is_some() && !runs[i].failed() && runs[i].has_uploads())
             .collect();
-        reporter.event(Event::StageStarted {
-            hosts: staging.len(),
-        });
+        if !staging.is_empty() {
+            reporter.event(Event::StageStarted {
+                hosts: staging.len(),
+            });
+        }
         runs = phase(
             runs,
             &staging,
