@@ -468,3 +468,41 @@ fn on_docker_23_a_new_daemon_json_must_pass_dockerd_validate_first() {
         "docker was not restarted: {restarted:?}"
     );
 }
+
+#[test]
+fn pause_after_canary_stops_there_and_resume_goes_on() {
+    let c = cluster();
+    let mut inv = c.inventory();
+    inv["rollout"]["canary"] = json!(1);
+    inv["rollout"]["batch"] = json!(3);
+    let path = c.write_inventory(&inv);
+    let before = log_lengths();
+
+    let paused = run_binary("apply", &path, &["--pause-after-canary"]);
+    assert_eq!(paused.code, 6, "paused after the canary");
+    assert!(paused.stderr.contains("PAUSED"), "{}", paused.stderr);
+    assert_eq!(paused.status("agent-1", "node"), "changed");
+    for host in ["agent-2", "agent-3", "pub-1"] {
+        assert_eq!(paused.status(host, "docker"), "skipped", "{host}");
+        assert!(no_restarts(host, &before), "{host}");
+        untouched(host);
+    }
+
+    let resumed = run_binary("apply", &path, &["--resume"]);
+    assert_eq!(resumed.code, 0);
+    assert!(
+        resumed
+            .message("agent-1", "docker")
+            .ends_with("(earlier run)")
+    );
+    for host in ["agent-2", "agent-3", "pub-1"] {
+        assert_eq!(resumed.status(host, "node"), "changed", "{host}");
+    }
+    assert!(
+        resumed
+            .stderr
+            .contains("batch 1 of 1: agent-2, agent-3, pub-1"),
+        "the canary is not run again: {}",
+        resumed.stderr
+    );
+}

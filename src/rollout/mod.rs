@@ -202,6 +202,7 @@ pub async fn run<C: Connector>(
     reporter: Arc<dyn Reporter>,
 ) -> Report {
     let selected = hosts.len();
+    let resumed_hosts = done.len();
     let mode = opts.mode;
     let dry_run = mode == Mode::Plan;
     let policy = Policy {
@@ -298,7 +299,12 @@ pub async fn run<C: Connector>(
             .filter(|&i| runs[i].has_batch_work())
             .map(|i| (i, runs[i].agent.zone.as_deref()))
             .collect();
-        let batches = batches::split(&work, &opts.rollout, selected);
+        // A resumed run does not repeat a canary the earlier run passed.
+        let mut plan = opts.rollout.clone();
+        if resumed_hosts >= plan.canary {
+            plan.canary = 0;
+        }
+        let batches = batches::split(&work, &plan, selected);
         let total = batches.len();
         for (index, batch) in batches.iter().enumerate() {
             if halt.is_none() && opts.shutdown.requested() {
