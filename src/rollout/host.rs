@@ -194,8 +194,11 @@ impl<S: Transport> HostRun<S> {
             let Plan::Change(change) = self.plans[i].plan.clone() else {
                 continue;
             };
-            if let Err(e) = self.run_actions(&change.stage).await {
-                self.finish(i, Status::Failed, e, false, Some(reporter));
+            for action in &change.stage {
+                if let Err(e) = self.run_action(action).await {
+                    self.finish(i, Status::Failed, e, false, Some(reporter));
+                    break;
+                }
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::remote;
 use crate::report::{Event, Reporter, Status};
 use crate::shell::Cmd;
 use crate::steps::rollback::{self, UndoRecord, UndoStep};
-use crate::steps::{Action, Change, Plan, Undo};
+use crate::steps::{Change, Plan, Undo};
 use crate::transport::{Stdin, Transport};
 
 /// What one step's change actually did on the host, so that a revert takes
@@ -83,15 +83,11 @@ impl<S: Transport> HostRun<S> {
         health_timeout: Duration,
     ) -> Result<(), String> {
         for undo in done.undo.iter().rev() {
-            self.run_actions(std::slice::from_ref(&Action::Undo(undo.clone())))
-                .await?;
+            self.run_undo(undo).await?;
         }
         let touched = done.restarted || !done.undo.is_empty();
         if let Some(restart) = change.restart.as_ref().filter(|_| touched) {
-            let unit_file_gone = change.undo.iter().any(|u| {
-                matches!(u, Undo::File { target, existed: false }
-                    if target.ends_with(&format!("/{}.service", restart.unit)))
-            });
+            let unit_file_gone = change.undo.iter().any(|u| u.removes_unit(&restart.unit));
             if !unit_file_gone {
                 self.exec(&remote::restart(&restart.unit), Stdin::Empty)
                     .await

@@ -26,7 +26,7 @@ impl<S: Transport> HostRun<S> {
     ) -> Result<(), String> {
         // Uploads already happened in the stage phase.
         for action in &change.apply {
-            self.run_actions(std::slice::from_ref(action)).await?;
+            self.run_action(action).await?;
             let took_effect = match action {
                 Action::Install { target, .. } => change
                     .undo
@@ -87,56 +87,60 @@ impl<S: Transport> HostRun<S> {
         }
     }
 
-    pub(super) async fn run_actions(&self, actions: &[Action]) -> Result<(), String> {
-        for action in actions {
-            match action {
-                Action::Stage { local, sha256 } => {
-                    self.exec(&remote::stage(sha256), Stdin::File(local))
-                        .await
-                        .map_err(|e| format!("uploading {}: {e}", local.display()))?;
-                }
-                Action::Install {
-                    target,
-                    source,
-                    sha256,
-                    mode,
-                    check,
-                } => {
-                    let staged = matches!(source, Source::Staged);
-                    let script = remote::install(target.as_str(), *mode, sha256, staged, *check);
-                    let stdin = match source {
-                        Source::Bytes(bytes) => Stdin::Bytes(bytes),
-                        Source::Staged => Stdin::Empty,
-                    };
-                    self.exec(&script, stdin)
-                        .await
-                        .map_err(|e| format!("writing {target}: {e}"))?;
-                }
-                Action::MarkPending { unit } => {
-                    self.exec(&remote::mark_pending(unit), Stdin::Empty).await?;
-                }
-                Action::Run { what, script } => {
-                    self.exec(script, Stdin::Empty)
-                        .await
-                        .map_err(|e| format!("{what}: {e}"))?;
-                }
-                Action::ReplaceContainer { name, script } => {
-                    self.exec(script, Stdin::Empty)
-                        .await
-                        .map_err(|e| format!("run {name}: {e}"))?;
-                }
-                Action::Undo(Undo::File { target, existed }) => {
-                    self.exec(&remote::restore_file(target, *existed), Stdin::Empty)
-                        .await
-                        .map_err(|e| format!("putting back {target}: {e}"))?;
-                }
-                Action::Undo(Undo::Container { name }) => {
-                    self.exec(&restore_script(name), Stdin::Empty)
-                        .await
-                        .map_err(|e| format!("putting back container {name}: {e}"))?;
-                }
+    pub(super) async fn run_action(&self, action: &Action) -> Result<(), String> {
+        match action {
+            Action::Stage { local, sha256 } => {
+                self.exec(&remote::stage(sha256), Stdin::File(local))
+                    .await
+                    .map_err(|e| format!("uploading {}: {e}", local.display()))?;
             }
+            Action::Install {
+                target,
+                source,
+                sha256,
+                mode,
+                check,
+            } => {
+                let staged = matches!(source, Source::Staged);
+                let script = remote::install(target.as_str(), *mode, sha256, staged, *check);
+                let stdin = match source {
+                    Source::Bytes(bytes) => Stdin::Bytes(bytes),
+                    Source::Staged => Stdin::Empty,
+                };
+                self.exec(&script, stdin)
+                    .await
+                    .map_err(|e| format!("writing {target}: {e}"))?;
+            }
+            Action::MarkPending { unit } => {
+                self.exec(&remote::mark_pending(unit), Stdin::Empty).await?;
+            }
+            Action::Run { what, script } => {
+                self.exec(script, Stdin::Empty)
+                    .await
+                    .map_err(|e| format!("{what}: {e}"))?;
+            }
+            Action::ReplaceContainer { name, script } => {
+                self.exec(script, Stdin::Empty)
+                    .await
+                    .map_err(|e| format!("run {name}: {e}"))?;
+            }
+            Action::Undo(undo) => self.run_undo(undo).await?,
         }
+        Ok(())
+    }
+
+    /// Takes back one change: by a revert, or as a step of `rollback`.
+    pub(super) async fn run_undo(&self, undo: &Undo) -> Result<(), String> {
+        match undo {
+            Undo::File { target, existed } => self
+                .exec(&remote::restore_file(target, *existed), Stdin::Empty)
+                .await
+                .map_err(|e| format!("putting back {target}: {e}"))?,
+            Undo::Container { name } => self
+                .exec(&restore_script(name), Stdin::Empty)
+                .await
+                .map_err(|e| format!("putting back container {name}: {e}"))?,
+        };
         Ok(())
     }
 

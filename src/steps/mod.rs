@@ -123,6 +123,15 @@ pub enum Undo {
     Container { name: String },
 }
 
+impl Undo {
+    /// Whether taking this back removes `unit`'s unit file, which also
+    /// stops the unit: there is then nothing left to restart.
+    pub fn removes_unit(&self, unit: &str) -> bool {
+        matches!(self, Undo::File { target, existed: false }
+            if target.ends_with(&format!("/{unit}.service")))
+    }
+}
+
 impl Gate {
     /// The gate for a service put back as it was: it must answer, but not
     /// necessarily with the configuration the failed change wanted.

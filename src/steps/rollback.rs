@@ -70,23 +70,14 @@ pub fn plan(agent: &Agent, record: Option<&UndoRecord>) -> Vec<StepPlan> {
                 None => Plan::Ok,
                 Some(entry) => {
                     let mut summary: Vec<String> = entry.undo.iter().map(describe).collect();
-                    // A unit whose file the rollback removes is stopped by
-                    // the removal; there is nothing to restart.
-                    let unit_removed = |unit: &str| {
-                        entry.undo.iter().any(|u| {
-                            matches!(u, Undo::File { target, existed: false }
-                                if target.ends_with(&format!("/{unit}.service")))
-                        })
-                    };
-                    let restart =
-                        entry
-                            .restart
-                            .as_deref()
-                            .filter(|u| !unit_removed(u))
-                            .map(|unit| Restart {
-                                unit: unit.to_string(),
-                                gate: gate_for(agent, unit),
-                            });
+                    let restart = entry
+                        .restart
+                        .as_deref()
+                        .filter(|u| !entry.undo.iter().any(|x| x.removes_unit(u)))
+                        .map(|unit| Restart {
+                            unit: unit.to_string(),
+                            gate: gate_for(agent, unit),
+                        });
                     if let Some(r) = &restart {
                         summary.push(format!("restart {}", r.unit));
                     }
