@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
     after_help = "Exit status: 0 all hosts ok/changed/skipped; 2 bad command line, inventory or template; \
                   3 too many hosts failed preflight, nothing changed; 4 some host failed; \
                   5 failure budget exceeded, later batches not started; 6 paused after the canary batch; \
-                  130 interrupted (Ctrl-C/SIGTERM), journal saved; 1 internal error."
+                  130 interrupted (Ctrl-C/SIGTERM), journal saved, locks released; \
+                  131 aborted by a second Ctrl-C; 1 internal error."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,6 +29,18 @@ pub enum Command {
     /// Put every host back as it was before the last apply changed it,
     /// rolling in batches with the same health gates.
     Rollback(RunArgs),
+    /// Remove the agents' calico-rollout locks that a dead run left behind.
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Remove a lock even when its holder looks alive.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +95,7 @@ impl Command {
     pub fn args(&self) -> &RunArgs {
         match self {
             Command::Apply(a) => &a.run,
+            Command::Unlock(a) => &a.run,
             Command::Plan(a) | Command::Rollback(a) => a,
         }
     }

@@ -9,9 +9,9 @@ use globset::{Glob, GlobSetBuilder};
 use crate::cli::Command;
 use crate::desired::{self, Desired};
 use crate::error::Error;
+use crate::exec::Mode;
 use crate::inventory::{self, Agent, Inventory};
 use crate::journal;
-use crate::rollout::Mode;
 use crate::templates::Templates;
 
 pub struct Config {
@@ -46,7 +46,7 @@ pub fn from_command(command: &Command) -> Result<Config, Error> {
         .collect::<Result<Vec<_>, Error>>()?;
     let (mode, resume, pause_after_canary) = match command {
         Command::Apply(a) => (Mode::Apply, a.resume, a.pause_after_canary),
-        Command::Plan(_) => (Mode::Plan, false, false),
+        Command::Plan(_) | Command::Unlock(_) => (Mode::Plan, false, false),
         Command::Rollback(_) => (Mode::Rollback, false, false),
     };
     let state_dir = match &args.state_dir {
@@ -67,7 +67,7 @@ pub fn from_command(command: &Command) -> Result<Config, Error> {
 
 /// `--limit`: names or globs; every pattern must match some agent, so a
 /// typo cannot silently shrink a rollout to nothing.
-fn select(agents: &[Agent], patterns: &[String]) -> Result<Vec<Agent>, Error> {
+pub fn select(agents: &[Agent], patterns: &[String]) -> Result<Vec<Agent>, Error> {
     if patterns.is_empty() {
         return Ok(agents.to_vec());
     }

@@ -8,12 +8,10 @@ use std::sync::Arc;
 use minijinja::{Value, context};
 use sha2::{Digest, Sha256};
 
-use crate::error::Error;
 use crate::inventory::{Agent, ImageRef, Inventory, RemotePath, Role};
+use crate::templates::RenderError as Error;
 use crate::templates::{self, Templates};
 
-/// Where calico-rollout keeps its own state on an agent.
-pub const STATE_DIR: &str = "/var/lib/calico-rollout";
 pub const ETCD_PROXY_UNIT: &str = "calico-etcd-proxy";
 pub const DOCKER_UNIT: &str = "docker";
 pub const DAEMON_JSON_PATH: &str = "/etc/docker/daemon.json";
@@ -22,21 +20,6 @@ pub const NODE_CONTAINER: &str = "calico-node";
 pub const LIBNETWORK_CONTAINER: &str = "calico-libnetwork";
 /// The container label that records which spec a container was started from.
 pub const SPEC_LABEL: &str = "org.projectcalico.rollout.spec";
-
-pub fn stage_path(sha256: &str) -> String {
-    format!("{STATE_DIR}/stage/{sha256}")
-}
-
-pub fn pending_path(unit: &str) -> String {
-    format!("{STATE_DIR}/pending/{unit}")
-}
-
-/// Backups live outside the managed folders: Mesos loads every file in the
-/// CNI config folder, so a `calico.cni` backup beside the original would be
-/// a second network named "calico" and the agent would refuse to start.
-pub fn backup_path(target: &str) -> String {
-    format!("{STATE_DIR}/backup{target}")
-}
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -84,10 +67,12 @@ pub struct DockerDesired {
 pub struct CniDesired {
     pub binaries: Arc<[Binary]>,
     pub config: ManagedFile,
+    /// The folder Mesos loads every network config from.
+    pub config_dir: RemotePath,
     pub unit: &'static str,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSpec {
     pub name: &'static str,
     pub image: ImageRef,
@@ -248,6 +233,7 @@ pub fn for_agent(
         Some(CniDesired {
             binaries: binaries.clone(),
             config: ManagedFile::new(inv.cni.config_dir.join(CNI_CONFIG_NAME), text, 0o644),
+            config_dir: inv.cni.config_dir.clone(),
             unit: agent.role.mesos_unit(),
         })
     } else {

@@ -6,9 +6,11 @@ use thiserror::Error;
 
 use crate::inventory::InventoryError;
 use crate::journal::JournalError;
+use crate::report::{Halt, HostReport, Report};
+use crate::templates::RenderError;
 
-/// Exit codes, documented in the README. A finished rollout maps its report
-/// to one of these in `Outcome::exit_code`; errors map through `Error::exit_code`.
+/// Exit codes, documented in the README. A finished run maps its report
+/// to one of these in [`report_exit_code`]; errors through `Error::exit_code`.
 pub mod exit {
     /// Every selected host ended ok, changed or skipped.
     pub const SUCCESS: i32 = 0;
@@ -42,12 +44,8 @@ pub enum Error {
     Limit { pattern: String, reason: String },
     #[error("--limit {0:?} matches no agent in the inventory")]
     LimitMatchesNothing(String),
-    #[error("template {name}: {reason}")]
-    Template { name: String, reason: String },
-    #[error("cannot read template folder {path}: {reason}")]
-    TemplateDir { path: PathBuf, reason: String },
-    #[error("cannot read {path}: {reason}")]
-    LocalFile { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Render(#[from] RenderError),
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("no run to resume: there is no journal in {}", .0.display())]
@@ -62,12 +60,82 @@ impl Error {
             Error::Inventory(_)
             | Error::Limit { .. }
             | Error::LimitMatchesNothing(_)
-            | Error::Template { .. }
-            | Error::TemplateDir { .. }
-            | Error::LocalFile { .. }
+            | Error::Render(_)
             | Error::Journal(_)
             | Error::NothingToResume(_) => exit::USAGE,
             Error::Output(_) => exit::INTERNAL,
         }
+    }
+}
+
+/// The exit code of a run that went to its end (or was stopped).
+pub fn report_exit_code(report: &Report) -> i32 {
+    match &report.halt {
+        Some(Halt::Preflight(_)) => exit::PREFLIGHT,
+        Some(Halt::Budget(_)) => exit::STOPPED,
+        Some(Halt::Paused(_)) => exit::PAUSED,
+        Some(Halt::Interrupted(_)) => exit::INTERRUPTED,
+        Some(Halt::Aborted(_)) => exit::ABORTED,
+        None if report.hosts.iter().any(HostReport::failed) => exit::HOST_FAILED,
+        None => exit::SUCCESS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Status, StepResult};
+    use crate::step::StepName;
+
+    fn host(statuses: &[Status]) -> HostReport {
+        HostReport {
+            host: "agent-1".into(),
+            steps: statuses
+                .iter()
+                .zip(StepName::ALL)
+                .map(|(&status, step)| StepResult {
+                    step,
+                    status,
+                    message: String::new(),
+                    restarted: false,
+                    restarts: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn exit_codes() {
+        use Status::*;
+        let report = |hosts, halt| Report {
+            dry_run: false,
+            hosts,
+            halt,
+        };
+        let fine = host(&[Ok, Changed, Skipped, Ok, Ok]);
+        let bad = host(&[Ok, Failed, Skipped, Skipped, Skipped]);
+        let gone = host(&[Unreachable; 5]);
+        let code = |r: &Report| report_exit_code(r);
+        assert_eq!(code(&report(vec![fine.clone()], None)), 0);
+        assert_eq!(code(&report(vec![fine.clone(), bad], None)), 4);
+        assert_eq!(code(&report(vec![gone.clone()], None)), 4);
+        assert_eq!(
+            code(&report(
+                vec![gone.clone()],
+                Some(Halt::Preflight("x".into()))
+            )),
+            3
+        );
+        assert_eq!(
+            code(&report(
+                vec![fine.clone(), gone],
+                Some(Halt::Budget("x".into()))
+            )),
+            5
+        );
+        assert_eq!(
+            code(&report(vec![fine], Some(Halt::Aborted("x".into())))),
+            131
+        );
     }
 }

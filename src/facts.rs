@@ -1,20 +1,29 @@
-//! Facts: what one agent looks like right now, read in a single round trip.
+//! Facts: what one agent looks like right now, parsed from the probe's
+//! output (the probe itself is `remote::probe`).
 //!
-//! The probe is one shell script that runs every check a step needs and
-//! prints one line per check, `KEY EXIT BASE64`, so that no output can be
-//! mistaken for another's.
+//! The probe prints one line per check, `KEY EXIT BASE64`, so that no
+//! output can be mistaken for another's.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use crate::desired::{self, Desired};
-use crate::inventory::Role;
-use crate::shell::Cmd;
-use crate::steps::rollback::{self, UndoRecord};
+use crate::desired;
+use crate::history::History;
 
 /// The exit code the probe uses when it is not running as root.
-const NOT_ROOT: u32 = 97;
+pub const NOT_ROOT: u32 = 97;
+
+/// Every unit any step looks at. Both Mesos units are probed so that a
+/// role mismatch in the inventory can be named, instead of reported as a
+/// missing unit.
+pub const UNITS: [&str; 4] = [
+    desired::ETCD_PROXY_UNIT,
+    desired::DOCKER_UNIT,
+    "dcos-mesos-slave",
+    "dcos-mesos-slave-public",
+];
 
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -33,13 +42,18 @@ pub struct Facts {
     /// The agent's daemon.json, when it exists.
     pub daemon_json: Option<Vec<u8>>,
     pub containers: BTreeMap<String, Container>,
+    /// The images docker already has, normalised (`docker.io/` and
+    /// `library/` dropped, `:latest` added).
+    pub images: BTreeSet<String>,
     /// Hashes already uploaded to the stage area.
     pub staged: BTreeSet<String>,
-    /// Units whose restart an earlier run started but did not finish.
+    /// Units whose restart an earlier run made necessary but did not finish.
     pub pending: BTreeSet<String>,
     pub etcd_binary_ok: bool,
-    /// What the last apply that changed this host recorded as its undo.
-    pub undo: Option<UndoRecord>,
+    /// The address Mesos listens on, as DC/OS's `detect_ip` prints it.
+    pub mesos_ip: Option<String>,
+    /// What earlier applies changed here, and how far it was taken back.
+    pub history: History,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,10 +78,14 @@ impl Version {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Container {
+    pub id: String,
     pub image: String,
     pub running: bool,
+    /// Docker is waiting to restart it: it crashed.
+    pub restarting: bool,
+    pub policy: String,
     pub spec_hash: Option<String>,
 }
 
@@ -87,117 +105,17 @@ impl std::fmt::Display for ProbeError {
     }
 }
 
-/// Every unit any step looks at.
-/// Both Mesos units are probed so that a role mismatch in the inventory can
-/// be named, instead of reported as a missing unit.
-const UNITS: [&str; 4] = [
-    desired::ETCD_PROXY_UNIT,
-    desired::DOCKER_UNIT,
-    Role::Private.mesos_unit(),
-    Role::Public.mesos_unit(),
-];
-
-/// Builds the probe script for one agent.
-pub fn probe_script(want: &Desired) -> String {
-    let mut files: Vec<String> = Vec::new();
-    if let Some(p) = &want.etcd_proxy {
-        files.push(p.unit_file.path.to_string());
+/// An image reference as docker lists it among its `RepoTags`.
+pub fn normalize_image(reference: &str) -> String {
+    let mut r = reference.trim();
+    r = r.strip_prefix("docker.io/").unwrap_or(r);
+    r = r.strip_prefix("library/").unwrap_or(r);
+    let last = r.rsplit('/').next().unwrap_or(r);
+    if last.contains(':') || last.contains('@') {
+        r.to_string()
+    } else {
+        format!("{r}:latest")
     }
-    if let Some(c) = &want.cni {
-        files.extend(c.binaries.iter().map(|b| b.path.to_string()));
-        files.push(c.config.path.to_string());
-    }
-    for c in [&want.libnetwork, &want.node].into_iter().flatten() {
-        files.push(c.env_file.path.to_string());
-    }
-    let etcd_binary = want
-        .etcd_proxy
-        .as_ref()
-        .map(|p| p.binary.to_string())
-        .unwrap_or_else(|| "/usr/bin/etcd".into());
-
-    let mut s = String::new();
-    s.push_str(&format!(
-        "[ \"$(id -u)\" = 0 ] || {{ echo 'not running as root: set ssh.become: true (sudo -n), or log in as root' >&2; exit {NOT_ROOT}; }}\n"
-    ));
-    // p: stdout and stderr together; q: stdout only.
-    s.push_str("p() { k=$1; shift; o=$(\"$@\" 2>&1); r=$?; printf '%s %s %s\\n' \"$k\" \"$r\" \"$(printf '%s' \"$o\" | base64 | tr -d '\\n')\"; }\n");
-    s.push_str("q() { k=$1; shift; o=$(\"$@\" 2>/dev/null); r=$?; printf '%s %s %s\\n' \"$k\" \"$r\" \"$(printf '%s' \"$o\" | base64 | tr -d '\\n')\"; }\n");
-    let mut line = |key: &str, cmd: Cmd| s.push_str(&format!("{key} {cmd}\n"));
-    line("p docker_version", Cmd::new("dockerd").arg("--version"));
-    line(
-        "p docker_answering",
-        Cmd::new("docker")
-            .arg("version")
-            .arg("--format")
-            .arg("{{.Server.Version}}"),
-    );
-    for unit in UNITS {
-        line(
-            &format!("q unit:{unit}"),
-            Cmd::new("systemctl")
-                .arg("cat")
-                .arg("--")
-                .arg(format!("{unit}.service")),
-        );
-    }
-    // One line per unit, in order, unknown units included ("inactive").
-    line(
-        "q active",
-        Cmd::new("systemctl").arg("is-active").arg("--").args(UNITS),
-    );
-    // Only the gateway's unit is enabled by a step.
-    line(
-        &format!("q enabled:{}", desired::ETCD_PROXY_UNIT),
-        Cmd::new("systemctl")
-            .arg("is-enabled")
-            .arg("--")
-            .arg(desired::ETCD_PROXY_UNIT),
-    );
-    if !files.is_empty() {
-        line("q hashes", Cmd::new("sha256sum").arg("--").args(&files));
-    }
-    line(
-        "p daemon_json_exists",
-        Cmd::new("test").arg("-e").arg(desired::DAEMON_JSON_PATH),
-    );
-    line(
-        "q daemon_json",
-        Cmd::new("cat").arg("--").arg(desired::DAEMON_JSON_PATH),
-    );
-    line(
-        "q containers",
-        Cmd::new("docker")
-            .arg("inspect")
-            .arg("--type")
-            .arg("container")
-            .arg("--")
-            .arg(desired::LIBNETWORK_CONTAINER)
-            .arg(desired::NODE_CONTAINER),
-    );
-    line(
-        "q staged",
-        Cmd::new("ls")
-            .arg("-1")
-            .arg("--")
-            .arg(format!("{}/stage", desired::STATE_DIR)),
-    );
-    line(
-        "q pending",
-        Cmd::new("ls")
-            .arg("-1")
-            .arg("--")
-            .arg(format!("{}/pending", desired::STATE_DIR)),
-    );
-    line(
-        "p etcd_binary",
-        Cmd::new("test").arg("-x").arg(&etcd_binary),
-    );
-    line(
-        "q undo",
-        Cmd::new("cat").arg("--").arg(rollback::record_path()),
-    );
-    s
 }
 
 /// One probe line: exit code and decoded output.
@@ -300,6 +218,15 @@ pub fn parse(exit: Option<u32>, stdout: &[u8], stderr: &[u8]) -> Result<Facts, P
             .map(str::to_string)
             .collect()
     };
+    let mesos_ip = match probes.get("mesos_ip") {
+        Some(p) if p.code == 0 => {
+            let ip = text(p);
+            ip.parse::<IpAddr>().is_ok().then_some(ip)
+        }
+        _ => None,
+    };
+    let history = History::parse(&text(get("history")?), base64_decode)
+        .map_err(|e| ProbeError::Failed(format!("the run history on the agent: {e}")))?;
     Ok(Facts {
         docker_version,
         docker_answering,
@@ -309,27 +236,23 @@ pub fn parse(exit: Option<u32>, stdout: &[u8], stderr: &[u8]) -> Result<Facts, P
         hashes,
         daemon_json,
         containers: parse_containers(&get("containers")?.out),
+        images: parse_images(&get("images")?.out),
         staged: lines(get("staged")?),
         pending: lines(get("pending")?),
         etcd_binary_ok: get("etcd_binary")?.code == 0,
-        undo: match get("undo")? {
-            p if p.code != 0 => None,
-            p => Some(serde_json::from_slice(&p.out).map_err(|e| {
-                ProbeError::Failed(format!(
-                    "the undo record {} is unreadable ({e})",
-                    rollback::record_path()
-                ))
-            })?),
-        },
+        mesos_ip,
+        history,
     })
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct InspectEntry {
+    id: String,
     name: String,
     config: InspectConfig,
     state: InspectState,
+    host_config: InspectHostConfig,
 }
 
 #[derive(Deserialize)]
@@ -344,10 +267,24 @@ struct InspectConfig {
 #[serde(rename_all = "PascalCase")]
 struct InspectState {
     running: bool,
+    #[serde(default)]
+    restarting: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectHostConfig {
+    restart_policy: InspectPolicy,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectPolicy {
+    name: String,
 }
 
 /// `docker inspect` prints a JSON array of the containers that exist (and
-/// `[]` plus an error for the ones that don't).
+/// an error for the ones that don't).
 fn parse_containers(out: &[u8]) -> BTreeMap<String, Container> {
     let entries: Vec<InspectEntry> = serde_json::from_slice(out).unwrap_or_default();
     entries
@@ -360,12 +297,32 @@ fn parse_containers(out: &[u8]) -> BTreeMap<String, Container> {
             (
                 e.name.trim_start_matches('/').to_string(),
                 Container {
+                    id: e.id,
                     image: e.config.image,
                     running: e.state.running,
+                    restarting: e.state.restarting,
+                    policy: e.host_config.restart_policy.name,
                     spec_hash,
                 },
             )
         })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImageEntry {
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+}
+
+/// `docker image inspect` of the images the host will run: the ones it has.
+fn parse_images(out: &[u8]) -> BTreeSet<String> {
+    let entries: Vec<ImageEntry> = serde_json::from_slice(out).unwrap_or_default();
+    entries
+        .into_iter()
+        .flat_map(|e| e.repo_tags.unwrap_or_default())
+        .map(|t| normalize_image(&t))
         .collect()
 }
 
@@ -379,99 +336,6 @@ pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::steps::testing::desired;
-    use std::os::unix::fs::PermissionsExt;
-    use std::process::Command;
-
-    /// Runs the real probe script under sh, with stand-ins for the agent's
-    /// programs first on PATH, and parses what it printed.
-    fn probe_with(stubs: &[(&str, &str)]) -> Result<Facts, ProbeError> {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, body) in stubs {
-            let path = dir.path().join(name);
-            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(probe_script(&desired()))
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    dir.path().display(),
-                    std::env::var("PATH").unwrap()
-                ),
-            )
-            .output()
-            .unwrap();
-        parse(
-            out.status.code().map(|c| c as u32),
-            &out.stdout,
-            &out.stderr,
-        )
-    }
-
-    const AGENT: [(&str, &str); 5] = [
-        ("id", "echo 0"),
-        (
-            "dockerd",
-            "echo 'Docker version 20.10.24+dfsg1, build 297e128'",
-        ),
-        (
-            "docker",
-            r#"case "$1" in version) echo 20.10.24 ;; inspect) echo '[{"Name": "/calico-node", "Config": {"Image": "calico/node:v2.6.11", "Labels": {"org.projectcalico.rollout.spec": "abc"}}, "State": {"Running": true}}]'; exit 1 ;; esac"#,
-        ),
-        (
-            "systemctl",
-            r#"case "$1" in
-  cat) case "$3" in docker.service|dcos-mesos-slave.service) echo "[Service]" ;; *) echo "No files found for $3." >&2; exit 1 ;; esac ;;
-  is-active) echo active; echo active; echo activating; echo inactive; exit 3 ;;
-  is-enabled) echo disabled; exit 1 ;;
-esac"#,
-        ),
-        (
-            "cat",
-            r#"[ "$2" = /etc/docker/daemon.json ] && echo '{"debug": true}' || exit 1"#,
-        ),
-    ];
-
-    #[test]
-    fn the_probe_reads_an_agent_in_one_script() {
-        let facts = probe_with(&AGENT).unwrap();
-        assert_eq!(facts.docker_version, Ok(Version(20, 10, 24)));
-        assert_eq!(facts.docker_answering, Ok(()));
-        let units: Vec<&String> = facts.unit_files.keys().collect();
-        assert_eq!(units, ["dcos-mesos-slave", "docker"]);
-        assert_eq!(facts.active["calico-etcd-proxy"], "active");
-        assert_eq!(facts.active["dcos-mesos-slave"], "activating");
-        assert_eq!(facts.active["dcos-mesos-slave-public"], "inactive");
-        assert_eq!(facts.enabled["calico-etcd-proxy"], "disabled");
-        // `test` is a shell builtin: existence checks see this machine's files.
-        let daemon_json = std::path::Path::new("/etc/docker/daemon.json").exists();
-        assert_eq!(
-            facts.daemon_json.as_deref(),
-            daemon_json.then_some(&b"{\"debug\": true}"[..])
-        );
-        let node = &facts.containers["calico-node"];
-        assert_eq!(node.image, "calico/node:v2.6.11");
-        assert_eq!(node.spec_hash.as_deref(), Some("abc"));
-        let etcd = Command::new("sh")
-            .args(["-c", "test -x /usr/bin/etcd"])
-            .status();
-        assert_eq!(facts.etcd_binary_ok, etcd.unwrap().success());
-        assert!(facts.hashes.is_empty() && facts.staged.is_empty() && facts.undo.is_none());
-    }
-
-    #[test]
-    fn the_probe_refuses_without_root() {
-        let mut agent = AGENT.to_vec();
-        agent[0] = ("id", "echo 1000");
-        match probe_with(&agent) {
-            Err(ProbeError::NotRoot(why)) => assert!(why.contains("become"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn parse_table() {
@@ -505,5 +369,46 @@ esac"#,
         for (text, want) in cases {
             assert_eq!(Version::parse_docker(text), want, "{text}");
         }
+    }
+
+    #[test]
+    fn image_references_compare_as_docker_lists_them() {
+        let cases = [
+            ("calico/node:v2.6.12", "calico/node:v2.6.12"),
+            ("docker.io/calico/node:v2.6.12", "calico/node:v2.6.12"),
+            ("busybox", "busybox:latest"),
+            ("docker.io/library/busybox", "busybox:latest"),
+            (
+                "registry:5000/calico/node",
+                "registry:5000/calico/node:latest",
+            ),
+            ("quay.io/calico/node:v3", "quay.io/calico/node:v3"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_image(input), want, "{input}");
+        }
+        let found = parse_images(
+            br#"[{"RepoTags": ["calico/node:v2.6.12", "docker.io/calico/node:latest"]}, {"RepoTags": null}]"#,
+        );
+        assert!(found.contains("calico/node:v2.6.12"));
+        assert!(found.contains("calico/node:latest"));
+    }
+
+    #[test]
+    fn containers_carry_what_a_replacement_needs() {
+        let out = br#"[{"Id": "abc", "Name": "/calico-node", "Config": {"Image": "calico/node:v1", "Labels": {"org.projectcalico.rollout.spec": "s1"}},
+            "State": {"Running": true, "Restarting": true}, "HostConfig": {"RestartPolicy": {"Name": "always"}}}]"#;
+        let c = &parse_containers(out)["calico-node"];
+        assert_eq!(
+            c,
+            &Container {
+                id: "abc".into(),
+                image: "calico/node:v1".into(),
+                running: true,
+                restarting: true,
+                policy: "always".into(),
+                spec_hash: Some("s1".into()),
+            }
+        );
     }
 }

@@ -4,16 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::controller::{local_hostname, run_alive_here, unix_now};
+use crate::lock::STALE_AFTER;
 use crate::report::{Status, StepResult};
-use crate::steps::StepName;
+use crate::step::StepName;
 
 /// The journal's file name inside the state folder.
 pub const JOURNAL_FILE: &str = "journal.json";
@@ -52,6 +52,16 @@ pub enum JournalError {
     InventoryChanged { then: String, now: String },
     #[error("the last run finished; nothing to resume")]
     Finished,
+    #[error(
+        "run {run} is still going (pid {pid} on {host}, heartbeat {ago}s ago); \
+         wait for it to end, or stop it, before resuming"
+    )]
+    StillRunning {
+        run: String,
+        pid: u32,
+        host: String,
+        ago: u64,
+    },
 }
 
 /// Hashes are shown the way the run's opening line shows them.
@@ -105,6 +115,7 @@ impl From<Status> for JournalStatus {
             Status::Failed => JournalStatus::Failed,
             Status::Unreachable => JournalStatus::Unreachable,
             Status::Reverted => JournalStatus::Reverted,
+            Status::Unknown => JournalStatus::Unknown,
         }
     }
 }
@@ -140,6 +151,14 @@ pub struct Journal {
     /// Unix seconds.
     pub started_at: u64,
     pub state: RunState,
+    /// The machine and process of the run, and its last sign of life (unix
+    /// seconds): `--resume` refuses while the run is alive.
+    #[serde(default)]
+    pub controller: String,
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub heartbeat: u64,
     pub hosts: BTreeMap<String, HostEntry>,
 }
 
@@ -150,8 +169,34 @@ impl Journal {
             run_id: run_id.into(),
             started_at: unix_now(),
             state: RunState::Running,
+            controller: local_hostname(),
+            pid: std::process::id(),
+            heartbeat: unix_now(),
             hosts: BTreeMap::new(),
         }
+    }
+
+    /// Makes the journal this process's: `--resume` continues the run
+    /// under this process's name.
+    pub fn adopt(&mut self, run_id: &str) {
+        self.run_id = run_id.to_string();
+        self.controller = local_hostname();
+        self.pid = std::process::id();
+        self.heartbeat = unix_now();
+        self.state = RunState::Running;
+    }
+
+    /// Whether the run that wrote the journal may still be going: its
+    /// process lives on this machine, or another machine's run kept its
+    /// heartbeat within the lock's stale time.
+    pub fn alive(&self) -> bool {
+        if self.pid == 0 {
+            return false;
+        }
+        if self.controller == local_hostname() {
+            return run_alive_here(self.pid);
+        }
+        unix_now().saturating_sub(self.heartbeat) < STALE_AFTER.as_secs()
     }
 
     /// The journal in `dir`, or None when no run has left one there.
@@ -170,42 +215,26 @@ impl Journal {
     /// Replaces the journal in `dir` in one rename, so a crash or Ctrl-C
     /// mid-save leaves the previous journal whole rather than half of this one.
     pub fn save(&self, dir: &Path) -> Result<(), JournalError> {
-        // Saves from concurrent hosts of one run must not share a temp file.
-        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let path = dir.join(JOURNAL_FILE);
         let write_err = |path: &Path| {
             let path = path.to_path_buf();
             move |error| JournalError::Write { path, error }
         };
-
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(write_err(dir))?;
-        let path = dir.join(JOURNAL_FILE);
-        let tmp = dir.join(format!(
-            ".{JOURNAL_FILE}.{}.{}.tmp",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
         let mut bytes = serde_json::to_vec_pretty(self).expect("journal serializes");
         bytes.push(b'\n');
-
-        let written = (|| {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        })();
-        if let Err(error) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(JournalError::Write { path, error });
-        }
+        // tempfile makes the file 0600 and removes it if anything fails.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err(&path))?;
+        tmp.write_all(&bytes).map_err(write_err(&path))?;
+        tmp.as_file().sync_all().map_err(write_err(&path))?;
+        tmp.persist(&path).map_err(|e| JournalError::Write {
+            path: path.clone(),
+            error: e.error,
+        })?;
         // The rename is already atomic; syncing the folder only makes it
         // survive a power cut, which not every filesystem supports.
         if let Ok(d) = fs::File::open(dir) {
@@ -226,6 +255,14 @@ impl Journal {
         if self.state == RunState::Finished {
             return Err(JournalError::Finished);
         }
+        if self.alive() {
+            return Err(JournalError::StillRunning {
+                run: self.run_id.clone(),
+                pid: self.pid,
+                host: self.controller.clone(),
+                ago: unix_now().saturating_sub(self.heartbeat),
+            });
+        }
         if self.inventory_hash != inventory_hash {
             return Err(JournalError::InventoryChanged {
                 then: self.inventory_hash.clone(),
@@ -243,41 +280,6 @@ impl Journal {
             .map(|(h, _)| h.clone())
             .collect()
     }
-}
-
-/// `<hostname>-<pid>-<unix secs>`. It names files on agents (the lock), so
-/// it keeps to `[A-Za-z0-9._-]`.
-pub fn new_run_id() -> String {
-    let host: String = local_hostname()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{host}-{}-{}", std::process::id(), unix_now())
-}
-
-/// The operator machine's name. The kernel's answer comes first: in a
-/// container /etc/hostname may be stale or absent.
-pub fn local_hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|p| fs::read_to_string(p).ok())
-        .chain(std::env::var("HOSTNAME").ok())
-        .map(|s| s.lines().next().unwrap_or("").trim().to_string())
-        .find(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -383,8 +385,29 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_is_alive_cannot_be_resumed() {
+        let mut j = sample();
+        let hash = "a".repeat(64);
+        // This very process wrote it.
+        let err = j.check_resumable(&hash).unwrap_err();
+        assert!(matches!(err, JournalError::StillRunning { .. }), "{err}");
+        assert!(err.to_string().contains("still going"), "{err}");
+        // Another machine's run with a fresh heartbeat is alive too.
+        j.controller = "elsewhere".into();
+        assert!(j.alive());
+        j.heartbeat = unix_now() - STALE_AFTER.as_secs() - 1;
+        assert!(!j.alive());
+        // A run of this machine whose process is gone is not.
+        j.controller = local_hostname();
+        j.pid = u32::MAX - 1;
+        assert!(!j.alive());
+        j.check_resumable(&hash).unwrap();
+    }
+
+    #[test]
     fn check_resumable() {
         let mut j = sample();
+        j.pid = 0;
         let hash = "a".repeat(64);
         for state in [
             RunState::Running,
@@ -449,17 +472,6 @@ mod tests {
             assert_eq!(serde_json::to_value(js).unwrap(), name);
             assert_eq!(js.is_done(), !status.is_failure());
         }
-    }
-
-    #[test]
-    fn run_ids_are_safe_file_name_parts() {
-        let id = new_run_id();
-        assert!(
-            id.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
-            "{id}"
-        );
-        assert!(id.contains(&format!("-{}-", std::process::id())), "{id}");
     }
 
     #[test]

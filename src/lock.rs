@@ -1,31 +1,32 @@
-//! The per-agent lock that keeps two rollouts from changing the same host at
-//! once: a one-line JSON file that the scripts here take, refresh and release.
+//! The per-agent lock that keeps two rollouts from changing the same host
+//! at once: a one-line JSON file on the agent (the scripts that take,
+//! refresh and release it are `remote::lock`), and how its answers read.
 //!
-//! Every script prints exactly one line on stdout, the state of the lock as
-//! seen by the caller once the script is done, which `parse` reads:
-//! `lock acquired` (the caller holds it), `lock free`, `lock held {json}` or
-//! `lock stale-replaced {json}` (the caller took it over from a dead run).
-//! The JSON is the holder's lock line plus `now` (the agent's clock when the
-//! script looked) and `stale`.
+//! A live run refreshes its locks on a timer (a heartbeat). A lock with no
+//! heartbeat for [`STALE_AFTER`] belongs to a dead run and may be taken
+//! over; so may one whose owner ran on this same machine and whose
+//! process is gone.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::journal::{local_hostname, unix_now};
-use crate::shell::quote;
+use crate::controller::{local_hostname, run_alive_here, unix_now};
 
 /// On tmpfs, so an agent's reboot clears it along with whatever the holder
 /// was doing there.
 pub const LOCK_PATH: &str = "/run/lock/calico-rollout.lock";
 
-/// A lock not refreshed for this long belongs to a dead run and may be taken
-/// over. The holder refreshes it at every phase, so even a slow batch stays
-/// well inside it; and a crashed run keeps the cluster blocked for half an
-/// hour at most.
-pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often a run refreshes the locks it holds.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// A lock without a heartbeat for this long belongs to a dead run and may
+/// be taken over: eight heartbeats missed in a row. A run that is alive
+/// never gets there; a run that cannot reach the agent for that long
+/// cannot touch it either, and stops when it finds the lock gone.
+pub const STALE_AFTER: Duration = Duration::from_secs(120);
 
 /// Exit status of acquire and refresh when the caller does not hold the
 /// lock (EX_TEMPFAIL: try again later).
@@ -69,11 +70,24 @@ pub struct Holder {
     /// Unix seconds by the agent's clock, as are `refreshed` and `now`.
     pub since: u64,
     pub refreshed: u64,
-    /// Not refreshed for `STALE_AFTER`.
+    /// No heartbeat for `STALE_AFTER`.
     pub stale: bool,
     /// When the script looked: ages are measured against this, not the
     /// operator's clock, so clock skew between the two does not matter.
     pub now: u64,
+}
+
+impl Holder {
+    /// A run started on this machine whose process is gone: its lock is
+    /// stale at once, whatever its last heartbeat.
+    pub fn dead_here(&self) -> bool {
+        self.host == local_hostname() && self.pid != 0 && !run_alive_here(self.pid)
+    }
+
+    /// Whether the holder may still be working on the agent.
+    pub fn looks_alive(&self) -> bool {
+        !self.stale && !self.dead_here()
+    }
 }
 
 impl fmt::Display for Holder {
@@ -92,12 +106,26 @@ impl fmt::Display for Holder {
         if self.stale {
             write!(
                 f,
-                " (stale: no refresh for over {}m)",
-                STALE_AFTER.as_secs() / 60
+                " (stale: no heartbeat for over {})",
+                humantime::format_duration(STALE_AFTER)
             )?;
         }
         Ok(())
     }
+}
+
+/// `2026-11-22 09:40:00 UTC`.
+fn utc(secs: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_secs(secs);
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
+}
+
+/// The age of a heartbeat, to the second under a minute and to the minute
+/// above.
+fn ago(secs: u64) -> String {
+    let rounded = if secs < 60 { secs } else { secs - secs % 60 };
+    humantime::format_duration(Duration::from_secs(rounded)).to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,518 +182,9 @@ pub fn parse(stdout: &str) -> Result<LockState, LockError> {
     }
 }
 
-/// Takes the lock, or refreshes it when the caller (or `takeover_from`, the
-/// run a `--resume` continues) already holds it, or replaces a stale one.
-/// Exits `HELD_EXIT` when another live run holds it.
-pub fn acquire_script(owner: &LockOwner, takeover_from: Option<&str>) -> String {
-    acquire_script_at(LOCK_PATH, owner, takeover_from)
-}
-
-/// Moves `refreshed` to now if the caller holds the lock; exits `HELD_EXIT`
-/// (printing `lock free` or `lock held …`) if it does not, which means a
-/// rollout must stop touching the host.
-pub fn refresh_script(owner_id: &str) -> String {
-    refresh_script_at(LOCK_PATH, owner_id)
-}
-
-/// Removes the lock if the caller holds it; another run's lock is left
-/// alone and reported.
-pub fn release_script(owner_id: &str) -> String {
-    release_script_at(LOCK_PATH, owner_id)
-}
-
-/// Reports the lock without taking it (for `plan`).
-pub fn check_script() -> String {
-    check_script_at(LOCK_PATH)
-}
-
-fn json_str(value: &str) -> String {
-    serde_json::to_string(value).expect("strings serialize")
-}
-
-/// Lock files start with the owner, so "is it ours" is a prefix match that
-/// needs no JSON parser on the agent; the closing `",` keeps `run-1` from
-/// matching `run-10`.
-fn owner_prefix(id: &str) -> String {
-    format!("{{\"owner\":{},", json_str(id))
-}
-
-/// Shell definitions shared by every script. `since` and `refreshed` come
-/// from the agent's `date +%s`, so only the agent's clock judges staleness.
-fn prelude(lock: &str) -> String {
-    let (dir, name) = lock.rsplit_once('/').expect("lock paths are absolute");
-    let dir = if dir.is_empty() { "/" } else { dir };
-    format!(
-        "set -u\n\
-         lock={lock}\n\
-         guard={guard}\n\
-         template={template}\n\
-         stale_after={stale}\n\
-         now=$(date +%s)\n\
-         cur=\n\
-         read_lock() {{ cur=$(head -n 1 -- \"$lock\" 2>/dev/null); }}\n\
-         is_stale() {{\n  \
-           refreshed=$(printf '%s\\n' \"$cur\" | sed -n 's/.*\"refreshed\": *\\([0-9][0-9]*\\).*/\\1/p')\n  \
-           [ -z \"$refreshed\" ] && return 0\n  \
-           [ $((now - refreshed)) -ge \"$stale_after\" ]\n\
-         }}\n\
-         holder() {{\n  \
-           if is_stale; then s=true; else s=false; fi\n  \
-           printf '%s\\n' \"$cur\" | sed \"s/}}[[:space:]]*\\$/,\\\"now\\\":$now,\\\"stale\\\":$s}}/\"\n\
-         }}\n\
-         report() {{\n  \
-           if read_lock; then printf 'lock held %s\\n' \"$(holder)\"; else echo 'lock free'; fi\n\
-         }}\n\
-         # Every change to an existing lock happens under this guard, so a\n\
-         # stale lock is replaced by one run only. flock's lock dies with the\n\
-         # script; without flock only that rare race is left open.\n\
-         guarded() {{\n  \
-           command -v flock >/dev/null 2>&1 || return 0\n  \
-           exec 9>>\"$guard\" || exit 1\n  \
-           flock -w 10 9 || {{ echo \"timed out waiting for $guard\" >&2; exit 1; }}\n\
-         }}\n\
-         new_tmp() {{\n  \
-           tmp=$(mktemp -- \"$template\") || exit 1\n  \
-           trap 'rm -f -- \"$tmp\"' EXIT\n\
-         }}\n",
-        lock = quote(lock),
-        guard = quote(&format!("{dir}/.{name}.guard")),
-        template = quote(&format!("{dir}/.{name}.XXXXXX")),
-        stale = STALE_AFTER.as_secs(),
-    )
-}
-
-fn acquire_script_at(lock: &str, owner: &LockOwner, takeover_from: Option<&str>) -> String {
-    let body = format!(
-        "{{\"owner\":{},\"user\":{},\"host\":{},\"pid\":{},\"since\":",
-        json_str(&owner.id),
-        json_str(&owner.user),
-        json_str(&owner.host),
-        owner.pid,
-    );
-    format!(
-        "{prelude}\
-         body={body}\n\
-         mine={mine}\n\
-         takeover={takeover}\n\
-         write() {{ printf '%s%s,\"refreshed\":%s}}\\n' \"$body\" \"$1\" \"$now\" > \"$tmp\" && chmod 644 -- \"$tmp\"; }}\n\
-         guarded\n\
-         new_tmp\n\
-         write \"$now\" || exit 1\n\
-         # ln, unlike mv, fails if the lock exists: a new lock appears whole or\n\
-         # not at all. One that vanished before the read was just released.\n\
-         n=0\n\
-         while :; do\n  \
-           if err=$(ln -- \"$tmp\" \"$lock\" 2>&1); then echo 'lock acquired'; exit 0; fi\n  \
-           read_lock && break\n  \
-           n=$((n + 1))\n  \
-           if [ \"$n\" -ge 5 ]; then echo \"cannot create $lock: $err\" >&2; exit 1; fi\n\
-         done\n\
-         take() {{ write \"$1\" && mv -f -- \"$tmp\" \"$lock\"; }}\n\
-         case $cur in\n  \
-           \"$mine\"*)\n    \
-             since=$(printf '%s\\n' \"$cur\" | sed -n 's/.*\"since\": *\\([0-9][0-9]*\\).*/\\1/p')\n    \
-             take \"${{since:-$now}}\" || exit 1\n    \
-             echo 'lock acquired'; exit 0 ;;\n\
-         esac\n\
-         if [ -n \"$takeover\" ]; then\n  \
-           case $cur in\n    \
-             \"$takeover\"*) take \"$now\" || exit 1; echo 'lock acquired'; exit 0 ;;\n  \
-           esac\n\
-         fi\n\
-         if is_stale; then\n  \
-           old=$(holder)\n  \
-           take \"$now\" || exit 1\n  \
-           printf 'lock stale-replaced %s\\n' \"$old\"; exit 0\n\
-         fi\n\
-         printf 'lock held %s\\n' \"$(holder)\"\n\
-         exit {held}\n",
-        prelude = prelude(lock),
-        body = quote(&body),
-        mine = quote(&owner_prefix(&owner.id)),
-        takeover = quote(&takeover_from.map(owner_prefix).unwrap_or_default()),
-        held = HELD_EXIT,
-    )
-}
-
-fn refresh_script_at(lock: &str, owner_id: &str) -> String {
-    format!(
-        "{prelude}\
-         mine={mine}\n\
-         guarded\n\
-         if read_lock; then\n  \
-           case $cur in\n    \
-             \"$mine\"*)\n      \
-               new_tmp\n      \
-               printf '%s\\n' \"$cur\" | sed \"s/\\\"refreshed\\\": *[0-9]*/\\\"refreshed\\\":$now/\" > \"$tmp\" &&\n      \
-               chmod 644 -- \"$tmp\" && mv -f -- \"$tmp\" \"$lock\" || exit 1\n      \
-               echo 'lock acquired'; exit 0 ;;\n  \
-           esac\n\
-         fi\n\
-         report\n\
-         exit {held}\n",
-        prelude = prelude(lock),
-        mine = quote(&owner_prefix(owner_id)),
-        held = HELD_EXIT,
-    )
-}
-
-fn release_script_at(lock: &str, owner_id: &str) -> String {
-    format!(
-        "{prelude}\
-         mine={mine}\n\
-         guarded\n\
-         if read_lock; then\n  \
-           case $cur in\n    \
-             \"$mine\"*) rm -f -- \"$lock\" || exit 1 ;;\n  \
-           esac\n\
-         fi\n\
-         report\n",
-        prelude = prelude(lock),
-        mine = quote(&owner_prefix(owner_id)),
-    )
-}
-
-/// Takes no guard: locks are only ever replaced whole, so a plain read
-/// sees one complete version.
-fn check_script_at(lock: &str) -> String {
-    format!("{}report\n", prelude(lock))
-}
-
-/// `2026-11-22 09:40:00 UTC`.
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days, for the proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
-fn ago(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3_600 => format!("{}m", secs / 60),
-        3_600..86_400 => format!("{}h {}m", secs / 3_600, secs % 3_600 / 60),
-        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3_600),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-    use std::process::{Command, Output, Stdio};
-
-    fn owner(id: &str) -> LockOwner {
-        LockOwner {
-            id: id.to_string(),
-            user: "alice".to_string(),
-            host: "laptop".to_string(),
-            pid: 4242,
-        }
-    }
-
-    fn spawn(script: &str) -> std::process::Child {
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    /// Runs a script under the local sh, the way the agent would, and
-    /// checks the one-line protocol on the way.
-    fn sh(script: &str) -> (i32, LockState) {
-        check_output(spawn(script).wait_with_output().unwrap())
-    }
-
-    fn check_output(out: Output) -> (i32, LockState) {
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            stdout.lines().count(),
-            1,
-            "stdout {stdout:?}, stderr {stderr}"
-        );
-        assert!(stderr.is_empty(), "{stderr}");
-        let state = parse(&stdout).unwrap_or_else(|e| panic!("{e}; stderr {stderr}"));
-        (out.status.code().unwrap(), state)
-    }
-
-    /// A lock path whose folder needs quoting.
-    fn lock_in(dir: &Path) -> String {
-        let sub = dir.join("run 'lock'");
-        std::fs::create_dir(&sub).unwrap();
-        sub.join("calico-rollout.lock")
-            .to_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn read(lock: &str) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(lock).unwrap()).unwrap()
-    }
-
-    /// Only the lock and the flock guard remain: no temp files.
-    fn assert_tidy(lock: &str) {
-        let dir = Path::new(lock).parent().unwrap();
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n != ".calico-rollout.lock.guard")
-            .collect();
-        names.sort();
-        let want: &[&str] = if Path::new(lock).exists() {
-            &["calico-rollout.lock"]
-        } else {
-            &[]
-        };
-        assert_eq!(names, want);
-    }
-
-    fn stale_lock(lock: &str, id: &str) {
-        std::fs::write(
-            lock,
-            format!(
-                "{{\"owner\":\"{id}\",\"user\":\"bob\",\"host\":\"desk\",\"pid\":7,\"since\":1,\"refreshed\":1}}\n"
-            ),
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn acquire_hold_reacquire_release() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = lock_in(dir.path());
-        let a = owner("op-1-100");
-        let mut b = owner("op-1-10");
-        b.user = "b'ob $(id)\n\"x\"".to_string();
-
-        assert_eq!(sh(&check_script_at(&lock)), (0, LockState::Free));
-        assert_eq!(
-            sh(&acquire_script_at(&lock, &a, None)),
-            (0, LockState::Acquired)
-        );
-        assert_tidy(&lock);
-        let v = read(&lock);
-        assert_eq!(v["owner"], "op-1-100");
-        assert_eq!(v["user"], "alice");
-        assert_eq!(v["host"], "laptop");
-        assert_eq!(v["pid"], 4242);
-        let since = v["since"].as_u64().unwrap();
-        assert!(since.abs_diff(unix_now()) < 60, "{v}");
-        assert_eq!(v["refreshed"], since);
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644);
-
-        // Another run, even one whose id starts with ours, is refused.
-        let (code, state) = sh(&acquire_script_at(&lock, &b, None));
-        assert_eq!(code, HELD_EXIT);
-        let LockState::Held(h) = state else {
-            panic!("{state:?}")
-        };
-        assert_eq!(
-            (h.owner.as_str(), h.pid, h.stale),
-            ("op-1-100", 4242, false)
-        );
-        assert_eq!((h.since, h.refreshed), (since, since));
-        assert!(h.now >= since);
-        assert_eq!(read(&lock)["owner"], "op-1-100");
-        assert_tidy(&lock);
-
-        // check sees the same, and never takes the lock.
-        let (code, state) = sh(&check_script_at(&lock));
-        assert_eq!((code, state), (0, LockState::Held(h.clone())));
-
-        // The same run takes it again.
-        assert_eq!(
-            sh(&acquire_script_at(&lock, &a, None)),
-            (0, LockState::Acquired)
-        );
-        assert_eq!(read(&lock)["since"], since);
-
-        // Release by another run leaves it, and says who holds it.
-        let (code, state) = sh(&release_script_at(&lock, "op-1-10"));
-        assert_eq!(code, 0);
-        assert!(
-            matches!(state, LockState::Held(ref h) if h.owner == "op-1-100"),
-            "{state:?}"
-        );
-        assert!(Path::new(&lock).exists());
-
-        // Release by the holder removes it; then anyone may take it.
-        assert_eq!(
-            sh(&release_script_at(&lock, "op-1-100")),
-            (0, LockState::Free)
-        );
-        assert!(!Path::new(&lock).exists());
-        assert_eq!(
-            sh(&release_script_at(&lock, "op-1-100")),
-            (0, LockState::Free)
-        );
-        assert_eq!(
-            sh(&acquire_script_at(&lock, &b, None)),
-            (0, LockState::Acquired)
-        );
-        assert_eq!(read(&lock)["user"], b.user.as_str());
-        assert_tidy(&lock);
-    }
-
-    #[test]
-    fn stale_locks_are_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = lock_in(dir.path());
-        stale_lock(&lock, "dead-run");
-
-        let (code, state) = sh(&check_script_at(&lock));
-        assert_eq!(code, 0);
-        assert!(
-            matches!(state, LockState::Held(ref h) if h.stale),
-            "{state:?}"
-        );
-
-        let (code, state) = sh(&acquire_script_at(&lock, &owner("new-run"), None));
-        assert_eq!(code, 0);
-        let LockState::StaleReplaced(old) = state else {
-            panic!("{state:?}")
-        };
-        assert_eq!(
-            (old.owner.as_str(), old.user.as_str(), old.refreshed),
-            ("dead-run", "bob", 1)
-        );
-        assert_eq!(read(&lock)["owner"], "new-run");
-        assert_tidy(&lock);
-
-        // A lock that is not ours to read counts as stale too.
-        std::fs::write(&lock, "garbage\n").unwrap();
-        let (code, state) = sh(&acquire_script_at(&lock, &owner("new-run-2"), None));
-        assert_eq!(code, 0);
-        assert!(
-            matches!(state, LockState::StaleReplaced(ref h) if h.owner.contains("garbage")),
-            "{state:?}"
-        );
-        assert_eq!(read(&lock)["owner"], "new-run-2");
-    }
-
-    #[test]
-    fn a_resumed_run_takes_over_its_predecessors_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = lock_in(dir.path());
-        let old = owner("op-1-100");
-        assert_eq!(
-            sh(&acquire_script_at(&lock, &old, None)),
-            (0, LockState::Acquired)
-        );
-
-        let new = owner("op-2-200");
-        let (code, _) = sh(&acquire_script_at(&lock, &new, Some("op-1-10")));
-        assert_eq!(code, HELD_EXIT, "a different predecessor does not count");
-        let taken = sh(&acquire_script_at(&lock, &new, Some("op-1-100")));
-        assert_eq!(taken, (0, LockState::Acquired));
-        assert_eq!(read(&lock)["owner"], "op-2-200");
-        assert_tidy(&lock);
-    }
-
-    #[test]
-    fn refresh_moves_only_our_own_lock_forward() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = lock_in(dir.path());
-        assert_eq!(
-            sh(&refresh_script_at(&lock, "mine")),
-            (HELD_EXIT, LockState::Free)
-        );
-        assert!(!Path::new(&lock).exists(), "refresh never creates a lock");
-
-        stale_lock(&lock, "mine");
-        assert_eq!(
-            sh(&refresh_script_at(&lock, "mine")),
-            (0, LockState::Acquired)
-        );
-        let v = read(&lock);
-        assert_eq!(v["since"], 1);
-        assert_eq!(v["owner"], "mine");
-        assert!(
-            v["refreshed"].as_u64().unwrap().abs_diff(unix_now()) < 60,
-            "{v}"
-        );
-        assert_tidy(&lock);
-
-        stale_lock(&lock, "theirs");
-        let (code, state) = sh(&refresh_script_at(&lock, "mine"));
-        assert_eq!(code, HELD_EXIT);
-        assert!(
-            matches!(state, LockState::Held(ref h) if h.owner == "theirs"),
-            "{state:?}"
-        );
-        assert_eq!(read(&lock)["refreshed"], 1);
-    }
-
-    #[test]
-    fn concurrent_acquires_never_both_succeed() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = lock_in(dir.path());
-        let (a, b) = (owner("run-a"), owner("run-b"));
-        for i in 0..20 {
-            // Half the rounds race for a free lock, half for a stale one.
-            if i % 2 == 1 {
-                stale_lock(&lock, "dead-run");
-            }
-            let children = [
-                spawn(&acquire_script_at(&lock, &a, None)),
-                spawn(&acquire_script_at(&lock, &b, None)),
-            ];
-            let results: Vec<_> = children
-                .map(|c| check_output(c.wait_with_output().unwrap()))
-                .into_iter()
-                .collect();
-            let won: Vec<_> = results.iter().filter(|(code, _)| *code == 0).collect();
-            assert_eq!(won.len(), 1, "round {i}: {results:?}");
-            let lost = results.iter().find(|(code, _)| *code != 0).unwrap();
-            assert!(
-                matches!(lost, (HELD_EXIT, LockState::Held(_))),
-                "round {i}: {results:?}"
-            );
-            let winner = read(&lock)["owner"].as_str().unwrap().to_string();
-            assert_tidy(&lock);
-            std::fs::remove_file(&lock).unwrap();
-            assert!(["run-a", "run-b"].contains(&winner.as_str()));
-        }
-    }
-
-    #[test]
-    fn scripts_use_the_real_path_and_quote_owners() {
-        let s = acquire_script(&owner("o'x"), Some("p q"));
-        assert!(s.contains("lock=/run/lock/calico-rollout.lock\n"), "{s}");
-        let assigned = |var: &str| {
-            let line = s
-                .lines()
-                .find(|l| l.starts_with(&format!("{var}=")))
-                .unwrap();
-            shlex::split(line).unwrap()
-        };
-        assert_eq!(assigned("mine"), [r#"mine={"owner":"o'x","#]);
-        assert_eq!(assigned("takeover"), [r#"takeover={"owner":"p q","#]);
-        assert!(release_script("r").contains("lock=/run/lock/calico-rollout.lock\n"));
-        assert!(refresh_script("r").contains("lock=/run/lock/calico-rollout.lock\n"));
-        assert!(check_script().contains("lock=/run/lock/calico-rollout.lock\n"));
-    }
 
     #[test]
     fn parse_each_line() {
@@ -720,23 +239,42 @@ mod tests {
         );
         let h = Holder {
             stale: true,
-            now: h.refreshed + 2 * 3600 + 5 * 60,
+            now: h.refreshed + 2 * 3600 + 5 * 60 + 7,
             ..h
         };
         assert!(
             h.to_string()
-                .ends_with("last refreshed 2h 5m ago (stale: no refresh for over 30m)"),
+                .ends_with("last refreshed 2h 5m ago (stale: no heartbeat for over 2m)"),
             "{h}"
         );
+        assert_eq!(ago(59), "59s");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
     }
 
     #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_763_800_000), "2025-11-22 08:26:40 UTC");
-        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59:59 UTC");
-        assert_eq!(ago(59), "59s");
-        assert_eq!(ago(3 * 86_400 + 7_200), "3d 2h");
+    fn a_run_of_this_machine_that_is_gone_is_dead() {
+        let mine = Holder {
+            host: local_hostname(),
+            pid: std::process::id(),
+            ..Holder::default()
+        };
+        assert!(mine.looks_alive());
+        let gone = Holder {
+            pid: u32::MAX - 1,
+            ..mine.clone()
+        };
+        assert!(gone.dead_here() && !gone.looks_alive());
+        let elsewhere = Holder {
+            host: "some-other-machine".into(),
+            ..gone
+        };
+        assert!(elsewhere.looks_alive());
+        assert!(
+            !Holder {
+                stale: true,
+                ..elsewhere
+            }
+            .looks_alive()
+        );
     }
 }

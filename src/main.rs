@@ -1,22 +1,27 @@
 //! calico-rollout: install and upgrade Calico on DC/OS agents over SSH.
 //!
-//! The pipeline: `config` (inventory → validated run) → `rollout`
+//! The pipeline: `config` (inventory → validated run) → `exec`
 //! (preflight/facts → plan → stage → batches) → `report`, over the
-//! `transport` seam whose SSH implementation does the talking.
+//! `transport` seam whose SSH implementation does the talking. Every
+//! script that runs on an agent lives in `remote`.
 
 mod cli;
 mod config;
+mod controller;
 mod desired;
 mod error;
+mod exec;
 mod facts;
+mod history;
 mod inventory;
 mod journal;
+mod layout;
 mod lock;
 mod remote;
 mod report;
-mod rollout;
 mod shell;
 mod shutdown;
+mod step;
 mod steps;
 mod templates;
 mod transport;
@@ -25,20 +30,31 @@ mod ui;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::Cli;
-use crate::error::Error;
+use crate::cli::{Cli, Command};
+use crate::error::{Error, exit};
+use crate::exec::{Mode, Unlocked};
 use crate::journal::Journal;
+use crate::layout::Layout;
 use crate::lock::LockOwner;
 use crate::report::Reporter;
-use crate::rollout::Mode;
 use crate::shutdown::Shutdown;
+
+static PANICKED: AtomicBool = AtomicBool::new(false);
 
 fn main() -> color_eyre::Result<()> {
     color_eyre::install()?;
+    // A panic anywhere is exit 1, as documented, even one a host's task
+    // survived.
+    let report_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, Ordering::SeqCst);
+        report_panic(info);
+    }));
     let cli = Cli::parse();
     let level = match cli.command.args().verbose {
         0 => "warn",
@@ -54,9 +70,15 @@ fn main() -> color_eyre::Result<()> {
         .init();
 
     let runtime = tokio::runtime::Runtime::new()?;
-    let code = match runtime.block_on(run(&cli)) {
-        Ok(code) => code,
-        Err(e) => {
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(run(&cli))));
+    let code = match outcome {
+        Err(_) => exit::INTERNAL,
+        Ok(_) if PANICKED.load(Ordering::SeqCst) || exec::internal_error_happened() => {
+            exit::INTERNAL
+        }
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             eprintln!("calico-rollout: {e}");
             e.exit_code()
         }
@@ -65,6 +87,9 @@ fn main() -> color_eyre::Result<()> {
 }
 
 async fn run(cli: &Cli) -> Result<i32, Error> {
+    if let Command::Unlock(args) = &cli.command {
+        return unlock(args).await;
+    }
     let config = config::from_command(&cli.command)?;
     eprintln!(
         "calico-rollout {}: {} agent(s) from {} (sha256 {})",
@@ -78,7 +103,7 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         &config.inventory.hash[..12],
     );
 
-    let run_id = journal::new_run_id();
+    let run_id = controller::new_run_id();
     let mut done = BTreeMap::new();
     let mut takeover_from = None;
     let journal = match config.mode {
@@ -98,7 +123,8 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
                 old.run_id,
                 done.len()
             );
-            takeover_from = Some(std::mem::replace(&mut old.run_id, run_id.clone()));
+            takeover_from = Some(old.run_id.clone());
+            old.adopt(&run_id);
             Some((old, config.state_dir.clone()))
         }
         Mode::Apply => Some((
@@ -110,10 +136,10 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
 
     let progress = Arc::new(ui::Progress::new());
     let reporter: Arc<dyn Reporter> = progress.clone();
-    let opts = rollout::Options {
+    let opts = exec::Options {
         forks: config.forks,
         mode: config.mode,
-        lock: rollout::LockRequest {
+        lock: exec::LockRequest {
             owner: LockOwner::current(&run_id),
             takeover_from,
         },
@@ -121,9 +147,10 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         rollout: config.inventory.rollout.clone(),
         shutdown: Shutdown::listen(),
         journal,
+        layout: Layout::default(),
     };
     let connector = Arc::new(transport::ssh::SshConnector::new());
-    let report = rollout::run(connector, config.hosts, done, opts, reporter).await;
+    let report = exec::run(connector, config.hosts, done, opts, reporter).await;
     progress.finish();
 
     let human = if report.dry_run {
@@ -136,5 +163,57 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", report.to_json())?;
     }
-    Ok(report.exit_code())
+    Ok(error::report_exit_code(&report))
+}
+
+async fn unlock(args: &cli::UnlockArgs) -> Result<i32, Error> {
+    let inventory = inventory::load(&args.run.inventory)?;
+    let agents = config::select(&inventory.agents, &args.run.limit)?;
+    let forks = args.run.forks.map(usize::from).unwrap_or(agents.len());
+    let connector = Arc::new(transport::ssh::SshConnector::new());
+    let results = exec::unlock(
+        connector,
+        agents,
+        args.force,
+        forks,
+        inventory.rollout.command_timeout,
+    )
+    .await;
+    let mut code = exit::SUCCESS;
+    for (host, outcome) in &results {
+        let line = match outcome {
+            Unlocked::Free => "no lock".to_string(),
+            Unlocked::Removed(holder) => format!("removed the lock: it was {holder}"),
+            Unlocked::Refused(why) => {
+                code = exit::HOST_FAILED;
+                format!("left the lock: {why}")
+            }
+            Unlocked::Failed(why) => {
+                code = exit::HOST_FAILED;
+                format!("FAILED: {why}")
+            }
+        };
+        eprintln!("{host}: {line}");
+    }
+    if args.run.json {
+        let json: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(host, outcome)| {
+                let (status, message) = match outcome {
+                    Unlocked::Free => ("free", String::new()),
+                    Unlocked::Removed(h) => ("removed", h.clone()),
+                    Unlocked::Refused(w) => ("refused", w.clone()),
+                    Unlocked::Failed(w) => ("failed", w.clone()),
+                };
+                serde_json::json!({"host": host, "status": status, "message": message})
+            })
+            .collect();
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json).expect("JSON")
+        )?;
+    }
+    Ok(code)
 }

@@ -50,14 +50,6 @@ impl fmt::Display for Cmd {
     }
 }
 
-/// Wraps a script so it runs under `sh` as root: through `sudo -n` when the
-/// login user is not root (never prompting), directly otherwise. The login
-/// shell is not assumed to be POSIX, so the script always runs under `sh -c`.
-pub fn privileged(script: &str, sudo: bool) -> String {
-    let sh = Cmd::new("sh").arg("-c").arg(script).to_string();
-    if sudo { format!("sudo -n -- {sh}") } else { sh }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,14 +82,5 @@ mod tests {
                 "{line}"
             );
         }
-    }
-
-    #[test]
-    fn privileged_wraps_in_sh_and_optionally_sudo() {
-        assert_eq!(privileged("id -u", false), "sh -c 'id -u'");
-        assert_eq!(privileged("id -u", true), "sudo -n -- sh -c 'id -u'");
-        let nested = privileged("echo 'x'", true);
-        let parsed = shlex::split(&nested).unwrap();
-        assert_eq!(parsed, ["sudo", "-n", "--", "sh", "-c", "echo 'x'"]);
     }
 }

@@ -43,12 +43,26 @@ impl Shutdown {
         Shutdown { rx }
     }
 
+    /// A shutdown driven by hand, for tests: send `Graceful`, then `Abort`.
+    #[cfg(test)]
+    pub fn manual() -> (Shutdown, watch::Sender<Stop>) {
+        let (tx, rx) = watch::channel(Stop::Running);
+        (Shutdown { rx }, tx)
+    }
+
     pub fn level(&self) -> Stop {
         *self.rx.borrow()
     }
 
     pub fn requested(&self) -> bool {
         self.level() != Stop::Running
+    }
+
+    /// Resolves when the first signal arrives.
+    pub async fn stopping(&mut self) {
+        if self.rx.wait_for(|s| *s != Stop::Running).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Resolves when an abort (the second signal) arrives.

@@ -1,11 +1,21 @@
 //! The templates that render what lands on an agent: built-in copies of
 //! `templates/`, overridden file by file from the operator's folder.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use thiserror::Error;
 
-use crate::error::Error;
+/// Why the desired state could not be rendered: nothing was contacted.
+#[derive(Debug, Error)]
+pub enum RenderError {
+    #[error("template {name}: {reason}")]
+    Template { name: String, reason: String },
+    #[error("cannot read template folder {path}: {reason}")]
+    TemplateDir { path: PathBuf, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    LocalFile { path: PathBuf, reason: String },
+}
 
 pub const ETCD_PROXY_UNIT: &str = "calico-etcd-proxy.service.j2";
 pub const DAEMON_JSON: &str = "daemon.json.j2";
@@ -38,7 +48,7 @@ impl Templates {
     /// The built-in templates, with any file of the same name in `overrides`
     /// taking its place. A file there that matches no template is an error:
     /// it is almost always a typo that would otherwise be silently ignored.
-    pub fn load(overrides: Option<&Path>) -> Result<Self, Error> {
+    pub fn load(overrides: Option<&Path>) -> Result<Self, RenderError> {
         let mut env = Environment::new();
         // Strict: a misspelt variable fails the run instead of rendering "".
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -58,7 +68,7 @@ impl Templates {
             .map(|(name, src)| (name.to_string(), src.to_string()))
             .collect();
         if let Some(dir) = overrides {
-            let dir_error = |e: std::io::Error| Error::TemplateDir {
+            let dir_error = |e: std::io::Error| RenderError::TemplateDir {
                 path: dir.to_path_buf(),
                 reason: e.to_string(),
             };
@@ -66,7 +76,7 @@ impl Templates {
                 let entry = entry.map_err(dir_error)?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let Some(slot) = sources.iter_mut().find(|(n, _)| *n == name) else {
-                    return Err(Error::Template {
+                    return Err(RenderError::Template {
                         name,
                         reason: format!(
                             "unknown template in {} (expected one of: {})",
@@ -75,10 +85,11 @@ impl Templates {
                         ),
                     });
                 };
-                slot.1 = std::fs::read_to_string(entry.path()).map_err(|e| Error::LocalFile {
-                    path: entry.path(),
-                    reason: e.to_string(),
-                })?;
+                slot.1 =
+                    std::fs::read_to_string(entry.path()).map_err(|e| RenderError::LocalFile {
+                        path: entry.path(),
+                        reason: e.to_string(),
+                    })?;
             }
         }
         for (name, source) in sources {
@@ -88,7 +99,7 @@ impl Templates {
         Ok(Templates { env })
     }
 
-    pub fn render(&self, name: &str, ctx: &Value) -> Result<String, Error> {
+    pub fn render(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
         self.env
             .get_template(name)
             .and_then(|t| t.render(ctx))
@@ -96,21 +107,21 @@ impl Templates {
     }
 
     /// Renders a template that must produce a JSON value.
-    pub fn render_json(&self, name: &str, ctx: &Value) -> Result<serde_json::Value, Error> {
+    pub fn render_json(&self, name: &str, ctx: &Value) -> Result<serde_json::Value, RenderError> {
         let text = self.render(name, ctx)?;
-        serde_json::from_str(&text).map_err(|e| Error::Template {
+        serde_json::from_str(&text).map_err(|e| RenderError::Template {
             name: name.to_string(),
             reason: format!("does not render valid JSON: {e}\n--- rendered ---\n{text}"),
         })
     }
 }
 
-fn template_error(name: &str, e: &minijinja::Error) -> Error {
+fn template_error(name: &str, e: &minijinja::Error) -> RenderError {
     let mut reason = e.to_string();
     if let Some(line) = e.line() {
         reason = format!("line {line}: {reason}");
     }
-    Error::Template {
+    RenderError::Template {
         name: name.to_string(),
         reason,
     }

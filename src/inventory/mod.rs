@@ -93,8 +93,15 @@ pub struct RolloutConfig {
     /// How long a host must stay healthy after passing its health check
     /// before the next batch starts. Zero: do not wait.
     pub min_healthy: Duration,
-    /// How long a host may take to become healthy after its restart.
+    /// How long a restart may take, and then how long the service has to
+    /// pass its health gate.
     pub health_timeout: Duration,
+    /// The deadline of every other remote command (the probe, installs,
+    /// lock and history updates, one health check); uploads get this plus
+    /// a second per MiB.
+    pub command_timeout: Duration,
+    /// The deadline of pulling one image.
+    pub pull_timeout: Duration,
     /// Put a host that fails its health check back to what it ran before.
     pub revert: bool,
 }
@@ -109,6 +116,8 @@ impl Default for RolloutConfig {
             max_failures: FailureBudget::Count(0),
             min_healthy: Duration::from_secs(10),
             health_timeout: Duration::from_secs(60),
+            command_timeout: Duration::from_secs(30),
+            pull_timeout: Duration::from_secs(300),
             revert: true,
         }
     }
@@ -145,6 +154,9 @@ pub struct Agent {
     /// DC/OS fault domain zone, e.g. `us-east-1a`. Always set when
     /// `rollout.by_zone` is.
     pub zone: Option<String>,
+    /// Where Mesos listens, when the agent cannot say (no `detect_ip`)
+    /// and it is not the SSH address (NAT, a DNS alias).
+    pub mesos_address: Option<String>,
     pub ssh: SshSettings,
 }
 

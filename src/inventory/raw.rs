@@ -87,6 +87,8 @@ pub(crate) struct RawRollout {
     pub max_failures: Option<Str>,
     pub min_healthy: Option<Str>,
     pub health_timeout: Option<Str>,
+    pub command_timeout: Option<Str>,
+    pub pull_timeout: Option<Str>,
     pub revert: Option<Str>,
 }
 
@@ -99,6 +101,7 @@ pub(crate) struct RawAgent {
     pub address: Option<Str>,
     pub role: Option<Str>,
     pub zone: Option<Str>,
+    pub mesos_address: Option<Str>,
     pub user: Option<Str>,
     pub port: Option<Str>,
     pub identity_file: Option<Str>,

@@ -2,7 +2,7 @@
 //! they look (bars on a terminal, plain lines elsewhere).
 
 use super::Status;
-use crate::steps::StepName;
+use crate::step::StepName;
 
 #[derive(Debug, Clone)]
 pub enum Event<'a> {

@@ -7,8 +7,7 @@ mod render;
 
 use serde::Serialize;
 
-use crate::error::exit;
-use crate::steps::StepName;
+use crate::step::StepName;
 
 pub use events::{Event, Reporter};
 pub use render::{render_plan, render_table};
@@ -23,6 +22,9 @@ pub enum Status {
     Unreachable,
     /// The change failed its health gate and was taken back.
     Reverted,
+    /// The run was aborted while the step was under way: its effect on the
+    /// host is not known.
+    Unknown,
 }
 
 impl Status {
@@ -34,13 +36,14 @@ impl Status {
             Status::Failed => "failed",
             Status::Unreachable => "unreachable",
             Status::Reverted => "reverted",
+            Status::Unknown => "unknown",
         }
     }
 
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            Status::Failed | Status::Unreachable | Status::Reverted
+            Status::Failed | Status::Unreachable | Status::Reverted | Status::Unknown
         )
     }
 }
@@ -52,6 +55,8 @@ pub struct StepResult {
     pub message: String,
     /// Whether the step restarted a service on this host.
     pub restarted: bool,
+    /// How many restarts of a service it took, a revert's included.
+    pub restarts: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +82,8 @@ pub enum Halt {
     Paused(String),
     /// Ctrl-C or SIGTERM: in-flight steps finished, nothing new started.
     Interrupted(String),
+    /// A second Ctrl-C: stopped at once; steps in flight are `unknown`.
+    Aborted(String),
 }
 
 #[derive(Debug, Clone)]
@@ -88,17 +95,6 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn exit_code(&self) -> i32 {
-        match &self.halt {
-            Some(Halt::Preflight(_)) => exit::PREFLIGHT,
-            Some(Halt::Budget(_)) => exit::STOPPED,
-            Some(Halt::Paused(_)) => exit::PAUSED,
-            Some(Halt::Interrupted(_)) => exit::INTERRUPTED,
-            None if self.hosts.iter().any(HostReport::failed) => exit::HOST_FAILED,
-            None => exit::SUCCESS,
-        }
-    }
-
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&self.hosts).expect("report serializes")
     }
@@ -119,33 +115,10 @@ mod tests {
                     status,
                     message: String::new(),
                     restarted: false,
+                    restarts: 0,
                 })
                 .collect(),
         }
-    }
-
-    #[test]
-    fn exit_codes() {
-        use Status::*;
-        let report = |hosts, halt| Report {
-            dry_run: false,
-            hosts,
-            halt,
-        };
-        let fine = host(&[Ok, Changed, Skipped, Ok, Ok]);
-        let bad = host(&[Ok, Failed, Skipped, Skipped, Skipped]);
-        let gone = host(&[Unreachable; 5]);
-        assert_eq!(report(vec![fine.clone()], None).exit_code(), 0);
-        assert_eq!(report(vec![fine.clone(), bad], None).exit_code(), 4);
-        assert_eq!(report(vec![gone.clone()], None).exit_code(), 4);
-        assert_eq!(
-            report(vec![gone.clone()], Some(Halt::Preflight("x".into()))).exit_code(),
-            3
-        );
-        assert_eq!(
-            report(vec![fine, gone], Some(Halt::Budget("x".into()))).exit_code(),
-            5
-        );
     }
 
     #[test]

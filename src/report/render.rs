@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{Halt, Report, Status};
-use crate::steps::StepName;
+use crate::step::StepName;
 
 /// The end-of-run table, with failure reasons and changes listed under it.
 pub fn render_table(report: &Report) -> String {
@@ -61,10 +61,11 @@ pub fn render_table(report: &Report) -> String {
             .filter(|h| h.steps.iter().any(|s| pick(s.status)))
             .count()
     };
-    let restarted: usize = report
+    let restarted: u32 = report
         .hosts
         .iter()
-        .map(|h| h.steps.iter().filter(|s| s.restarted).count())
+        .flat_map(|h| &h.steps)
+        .map(|s| s.restarts)
         .sum();
     let _ = write!(
         out,
@@ -87,6 +88,12 @@ pub fn render_table(report: &Report) -> String {
         Some(Halt::Interrupted(why)) => {
             let _ = writeln!(out, "INTERRUPTED: {why}; run apply --resume to go on");
         }
+        Some(Halt::Aborted(why)) => {
+            let _ = writeln!(
+                out,
+                "ABORTED: {why}; steps in flight are unknown: run plan to see where each host is"
+            );
+        }
         None => {}
     }
     out
@@ -102,7 +109,7 @@ pub fn render_plan(report: &Report) -> String {
                 Status::Ok => "ok, nothing to do".to_string(),
                 Status::Changed => format!("would {}", step.message),
                 Status::Skipped => format!("skipped ({})", step.message),
-                Status::Failed | Status::Unreachable | Status::Reverted => {
+                Status::Failed | Status::Unreachable | Status::Reverted | Status::Unknown => {
                     format!("{}: {}", step.status.as_str().to_uppercase(), step.message)
                 }
             };

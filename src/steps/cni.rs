@@ -3,11 +3,36 @@
 
 use std::collections::BTreeSet;
 
-use super::{Action, Change, Gate, Plan, Restart, Source, differs, pending_restart, undo_install};
-use crate::desired::{CniDesired, stage_path};
+use super::{
+    Action, Change, Expect, Gate, Install, Plan, Restart, Source, differs, pending_restart,
+    undo_install,
+};
+use crate::desired::CniDesired;
 use crate::facts::Facts;
-use crate::inventory::{Agent, Role};
-use crate::shell::Cmd;
+use crate::inventory::{Agent, RemotePath, Role};
+
+/// Where Mesos is reached for its health check: the address DC/OS says it
+/// listens on, else the inventory's `mesos_address`, else the SSH address.
+pub fn mesos_address(agent: &Agent, facts: &Facts) -> String {
+    facts
+        .mesos_ip
+        .clone()
+        .or_else(|| agent.mesos_address.clone())
+        .unwrap_or_else(|| agent.address.clone())
+}
+
+/// The temp folder for installs into the CNI config folder: beside it, on
+/// the same filesystem, never in it.
+fn config_tmp_dir(config_dir: &RemotePath) -> RemotePath {
+    let dir = config_dir.as_str().trim_end_matches('/');
+    let parent = match dir.rsplit_once('/') {
+        Some(("", _)) | None => "",
+        Some((parent, _)) => parent,
+    };
+    format!("{parent}/.calico-rollout-tmp")
+        .parse()
+        .expect("a folder beside an absolute path is absolute")
+}
 
 pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
     let Some(want) = want else {
@@ -45,6 +70,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
             change.stage.push(Action::Stage {
                 local: bin.local.clone(),
                 sha256: bin.sha256.clone(),
+                size: bin.size,
             });
         }
         change.summary.push(format!(
@@ -53,24 +79,23 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
             &bin.sha256[..12],
             bin.size
         ));
-        change.apply.push(Action::Install {
+        change.apply.push(Action::Install(Box::new(Install {
             target: bin.path.clone(),
             source: Source::Staged,
             sha256: bin.sha256.clone(),
             mode: 0o755,
             check: None,
-        });
-        change.undo.push(undo_install(facts, bin.path.as_str()));
+            expect: Expect::Any,
+            pending: None,
+            tmp_dir: None,
+            remerge: None,
+            undo: undo_install(facts, bin.path.as_str()),
+        })));
     }
     if !change.apply.is_empty() {
-        let shas: BTreeSet<&str> = want.binaries.iter().map(|b| b.sha256.as_str()).collect();
-        change.apply.push(Action::Run {
-            what: "clear the stage area".into(),
-            script: Cmd::new("rm")
-                .arg("-f")
-                .arg("--")
-                .args(shas.iter().map(|s| stage_path(s)))
-                .to_string(),
+        let shas: BTreeSet<String> = want.binaries.iter().map(|b| b.sha256.clone()).collect();
+        change.apply.push(Action::ClearStage {
+            sha256s: shas.into_iter().collect(),
         });
     }
     // Plugins are executed per task, so new binaries alone need no restart;
@@ -78,20 +103,20 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
     let config_changed = differs(facts, &want.config);
     if config_changed {
         change.summary.push(format!("write {}", want.config.path));
-        change.apply.push(Action::MarkPending { unit: unit.into() });
-        change.apply.push(Action::install(&want.config));
-        change
-            .undo
-            .push(undo_install(facts, want.config.path.as_str()));
+        let mut install = Action::install(&want.config, facts);
+        if let Action::Install(i) = &mut install {
+            i.pending = Some(unit.into());
+            i.tmp_dir = Some(config_tmp_dir(&want.config_dir));
+        }
+        change.apply.push(install);
     }
-    change.undo.reverse();
     if config_changed || pending_restart(facts, unit) {
         change.summary.push(format!("restart {unit}"));
         change.restart = Some(Restart {
             unit: unit.into(),
             gate: Gate::Mesos {
                 unit: unit.into(),
-                address: agent.address.clone(),
+                address: mesos_address(agent, facts),
                 port: agent.role.mesos_port(),
             },
         });
@@ -114,9 +139,17 @@ mod tests {
         let installs = c
             .apply
             .iter()
-            .filter(|a| matches!(a, Action::Install { .. }))
+            .filter(|a| matches!(a, Action::Install(_)))
             .count();
         assert_eq!(installs, 3, "two binaries and calico.cni");
+        let Some(Action::Install(config)) = c.apply.last() else {
+            panic!("calico.cni is written last")
+        };
+        assert_eq!(
+            config.tmp_dir.as_ref().map(|d| d.as_str()),
+            Some("/opt/mesosphere/etc/dcos/network/.calico-rollout-tmp"),
+            "never a half-written file in the folder Mesos loads"
+        );
         let restart = c.restart.unwrap();
         assert_eq!(restart.unit, "dcos-mesos-slave");
         assert_eq!(
@@ -126,6 +159,23 @@ mod tests {
                 address: "10.0.0.11".into(),
                 port: 5051
             }
+        );
+    }
+
+    #[test]
+    fn the_mesos_gate_asks_where_mesos_listens() {
+        let want = desired();
+        let mut facts = fresh_facts();
+        let mut a = agent(Role::Private);
+        assert_eq!(mesos_address(&a, &facts), "10.0.0.11");
+        a.mesos_address = Some("10.1.0.11".into());
+        assert_eq!(mesos_address(&a, &facts), "10.1.0.11");
+        facts.mesos_ip = Some("172.18.0.4".into());
+        let Plan::Change(c) = plan(&a, want.cni.as_ref(), &facts) else {
+            panic!("expected a change")
+        };
+        assert!(
+            matches!(c.restart.unwrap().gate, Gate::Mesos { address, .. } if address == "172.18.0.4")
         );
     }
 

@@ -1,124 +1,11 @@
 //! libnetwork and node: keep a container running from the desired spec,
-//! replacing one that runs another image or configuration.
+//! replacing one that runs another image or configuration. The image is
+//! pulled while staging, so nothing is stopped for an image that cannot be
+//! had.
 
-use super::{Action, Change, Gate, Plan, Undo, differs, undo_install};
-use crate::desired::{ContainerSpec, SPEC_LABEL, STATE_DIR};
-use crate::facts::Facts;
-use crate::shell::{Cmd, quote};
-
-/// `docker run` for a spec. Environment values stay in the root-only env
-/// file, so they never show in argv, `ps` or the report.
-pub fn run_command(spec: &ContainerSpec) -> Cmd {
-    Cmd::new("docker")
-        .arg("run")
-        .arg("-d")
-        .arg("--name")
-        .arg(spec.name)
-        .arg("--env-file")
-        .arg(spec.env_file.path.as_str())
-        .arg("--label")
-        .arg(format!("{SPEC_LABEL}={}", spec.spec_hash))
-        .args(&spec.options)
-        .arg(spec.image.as_str())
-}
-
-/// The name a replaced container is kept under, stopped, for revert and
-/// rollback.
-pub fn previous_name(name: &str) -> String {
-    format!("{name}-previous")
-}
-
-/// Where a retired container's restart policy is kept: it is set to "no"
-/// while retired, or a docker restart would start it beside its successor.
-fn policy_file(name: &str) -> String {
-    format!("{STATE_DIR}/previous/{name}.restart")
-}
-
-fn exists(name: &str) -> String {
-    format!(
-        "{} >/dev/null 2>&1",
-        Cmd::new("docker")
-            .arg("inspect")
-            .arg("--type")
-            .arg("container")
-            .arg("--")
-            .arg(name)
-    )
-}
-
-fn remove(name: &str) -> String {
-    format!(
-        "{} >/dev/null",
-        Cmd::new("docker").arg("rm").arg("-f").arg("--").arg(name)
-    )
-}
-
-/// Retires the running container (stopped, renamed, never restarted by
-/// docker) and starts one from `spec`.
-fn replace_script(spec: &ContainerSpec) -> String {
-    let name = spec.name;
-    let prev = previous_name(name);
-    let policy = policy_file(name);
-    let policy_dir = format!("{STATE_DIR}/previous");
-    format!(
-        "set -e\n\
-         if {prev_exists}; then {rm_prev}; fi\n\
-         if {exists}; then\n  \
-           policy=$({get_policy})\n  \
-           mkdir -p -- {policy_dir} && printf '%s\\n' \"$policy\" > {policy}\n  \
-           {stop} >/dev/null\n  \
-           {no_restart} >/dev/null\n  \
-           {rename}\n\
-         fi\n\
-         {run} >/dev/null\n",
-        prev_exists = exists(&prev),
-        rm_prev = remove(&prev),
-        exists = exists(name),
-        get_policy = Cmd::new("docker")
-            .arg("inspect")
-            .arg("--type")
-            .arg("container")
-            .arg("--format")
-            .arg("{{.HostConfig.RestartPolicy.Name}}")
-            .arg("--")
-            .arg(name),
-        policy_dir = quote(&policy_dir),
-        policy = quote(&policy),
-        stop = Cmd::new("docker").arg("stop").arg("--").arg(name),
-        no_restart = Cmd::new("docker")
-            .arg("update")
-            .arg("--restart=no")
-            .arg("--")
-            .arg(name),
-        rename = Cmd::new("docker").arg("rename").arg(name).arg(&prev),
-        run = run_command(spec),
-    )
-}
-
-/// Takes a replacement back: the new container goes, the retired one comes
-/// back with its restart policy. Without a retired one, the new one goes.
-pub fn restore_script(name: &str) -> String {
-    let prev = previous_name(name);
-    let policy = policy_file(name);
-    format!(
-        "set -e\n\
-         if {exists}; then {rm}; fi\n\
-         if {prev_exists}; then\n  \
-           {rename}\n  \
-           policy=$(cat -- {policy} 2>/dev/null || echo always)\n  \
-           docker update --restart=\"$policy\" -- {name} >/dev/null\n  \
-           {start} >/dev/null\n  \
-           rm -f -- {policy}\n\
-         fi\n",
-        exists = exists(name),
-        rm = remove(name),
-        prev_exists = exists(&prev),
-        rename = Cmd::new("docker").arg("rename").arg(&prev).arg(name),
-        policy = quote(&policy),
-        name = quote(name),
-        start = Cmd::new("docker").arg("start").arg("--").arg(name),
-    )
-}
+use super::{Action, Change, Gate, Plan, differs};
+use crate::desired::ContainerSpec;
+use crate::facts::{Facts, normalize_image};
 
 pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan {
     let Some(spec) = want else {
@@ -130,10 +17,7 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
     let mut change = Change::default();
     let env_changed = differs(facts, &spec.env_file);
     if env_changed {
-        change.apply.push(Action::install(&spec.env_file));
-        change
-            .undo
-            .push(undo_install(facts, spec.env_file.path.as_str()));
+        change.apply.push(Action::install(&spec.env_file, facts));
     }
     let name = spec.name;
     let start = match facts.containers.get(name) {
@@ -147,14 +31,9 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
         }
         Some(c) if !c.running => {
             change.summary.push(format!("start the stopped {name}"));
-            change.apply.push(Action::Run {
-                what: format!("start {name}"),
-                script: Cmd::new("docker")
-                    .arg("start")
-                    .arg("--")
-                    .arg(name)
-                    .to_string(),
-            });
+            change
+                .apply
+                .push(Action::StartContainer { name: name.into() });
             change.gate = Some(Gate::Container { name: name.into() });
             None
         }
@@ -162,12 +41,15 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
     };
     if let Some(summary) = start {
         change.summary.push(summary);
-        change.apply.push(Action::ReplaceContainer {
-            name: name.into(),
-            script: replace_script(spec),
-        });
+        if !facts.images.contains(&normalize_image(spec.image.as_str())) {
+            change.stage.push(Action::Pull {
+                image: spec.image.to_string(),
+            });
+        }
+        change
+            .apply
+            .push(Action::ReplaceContainer(Box::new(spec.clone())));
         change.gate = Some(Gate::Container { name: name.into() });
-        change.undo.insert(0, Undo::Container { name: name.into() });
     } else if env_changed && change.gate.is_none() {
         // The container already runs this spec; only the file drifted.
         change
@@ -184,32 +66,21 @@ mod tests {
     use crate::steps::testing::{converged_facts, desired, fresh_facts};
 
     #[test]
-    fn run_command_quotes_and_keeps_env_out_of_argv() {
-        let want = desired();
-        let node = want.node.as_ref().unwrap();
-        let cmd = run_command(node).to_string();
-        let argv = shlex::split(&cmd).unwrap();
-        assert_eq!(&argv[..4], ["docker", "run", "-d", "--name"]);
-        assert!(argv.contains(&"--env-file".to_string()));
-        assert!(
-            !cmd.contains("s3cret"),
-            "env values never reach the command line: {cmd}"
-        );
-        assert_eq!(argv.last().unwrap(), "calico/node:v2.6.12");
-    }
-
-    #[test]
     fn table() {
         let want = desired();
         let node = want.node.as_ref();
         let converged = converged_facts(&want);
         let mut old_image = converged.clone();
+        old_image.images.remove("calico/node:v2.6.12");
         old_image.containers.insert(
             "calico-node".into(),
             Container {
+                id: "c1".into(),
                 image: "calico/node:v2.6.11".into(),
                 running: true,
+                policy: "always".into(),
                 spec_hash: Some("old".into()),
+                ..Container::default()
             },
         );
         let mut stopped = converged.clone();
@@ -235,6 +106,24 @@ mod tests {
             "start the stopped calico-node"
         );
         assert!(matches!(plan("node", node, &docker_down), Plan::Refused(_)));
+
+        // The new image is pulled while staging, unless docker has it.
+        let Plan::Change(c) = plan("node", node, &old_image) else {
+            panic!()
+        };
+        assert_eq!(
+            c.stage,
+            [Action::Pull {
+                image: "calico/node:v2.6.12".into()
+            }]
+        );
+        let mut pulled = old_image.clone();
+        pulled.images.insert("calico/node:v2.6.12".into());
+        let Plan::Change(c) = plan("node", node, &pulled) else {
+            panic!()
+        };
+        assert!(c.stage.is_empty());
+        assert!(matches!(c.apply[..], [Action::ReplaceContainer(_)]));
         assert!(matches!(plan("node", None, &converged), Plan::Skipped(_)));
     }
 }

@@ -3,7 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::{Action, Change, FileCheck, Gate, Plan, Restart, Source, Undo, pending_restart};
+use std::sync::Arc;
+
+use super::{
+    Action, Change, Expect, FileCheck, Gate, Install, Plan, Restart, Source, Undo, pending_restart,
+};
 use crate::desired::{DAEMON_JSON_PATH, DOCKER_UNIT, DockerDesired, sha256_hex};
 use crate::facts::{Facts, Version};
 
@@ -106,10 +110,7 @@ pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
             "set {} in {DAEMON_JSON_PATH}",
             changed_keys.join(", ")
         ));
-        change.apply.push(Action::MarkPending {
-            unit: DOCKER_UNIT.into(),
-        });
-        change.apply.push(Action::Install {
+        change.apply.push(Action::Install(Box::new(Install {
             target: DAEMON_JSON_PATH.parse().expect("valid path"),
             sha256: sha256_hex(&bytes),
             source: Source::Bytes(bytes.into()),
@@ -118,11 +119,20 @@ pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
             // 23.0; older ones are covered by the refusals above.
             check: matches!(&facts.docker_version, Ok(v) if *v >= Version(23, 0, 0))
                 .then_some(FileCheck::Dockerd),
-        });
-        change.undo.push(Undo::File {
-            target: DAEMON_JSON_PATH.into(),
-            existed: facts.daemon_json.is_some(),
-        });
+            // Written only if it still is what the merge started from.
+            expect: match &facts.daemon_json {
+                Some(bytes) => Expect::Sha256(sha256_hex(bytes)),
+                None => Expect::Absent,
+            },
+            pending: Some(DOCKER_UNIT.into()),
+            tmp_dir: None,
+            remerge: Some(Arc::new(want.managed.clone())),
+            undo: Undo::File {
+                target: DAEMON_JSON_PATH.into(),
+                existed: facts.daemon_json.is_some(),
+                tmp_dir: None,
+            },
+        })));
     }
     if !change.apply.is_empty() || pending_restart(facts, DOCKER_UNIT) {
         change.summary.push("restart docker".into());
@@ -245,13 +255,23 @@ mod tests {
                 cluster_store: Some("etcd://127.0.0.1:2379".into())
             }
         );
+        let Action::Install(i) = &c.apply[0] else {
+            panic!("{:?}", c.apply)
+        };
         assert_eq!(
-            c.undo,
-            [Undo::File {
+            i.undo,
+            Undo::File {
                 target: DAEMON_JSON_PATH.into(),
-                existed: true
-            }]
+                existed: true,
+                tmp_dir: None
+            }
         );
+        assert_eq!(
+            i.expect,
+            Expect::Sha256(sha256_hex(br#"{"debug": false}"#)),
+            "written only over what was read"
+        );
+        assert_eq!(i.pending.as_deref(), Some(DOCKER_UNIT));
         let Plan::Change(c) = plan(d, &pending) else {
             panic!("a pending restart is finished")
         };

@@ -1,9 +1,8 @@
 //! etcd-proxy: an etcd gateway on 127.0.0.1:2379 as an enabled systemd unit.
 
-use super::{Action, Change, Gate, Plan, Restart, differs, pending_restart, undo_install};
+use super::{Action, Change, Gate, Plan, Restart, differs, pending_restart};
 use crate::desired::{ETCD_PROXY_UNIT, EtcdProxyDesired};
 use crate::facts::Facts;
-use crate::shell::Cmd;
 
 pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
     let Some(want) = want else {
@@ -24,26 +23,16 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
         change
             .summary
             .push(format!("write {}", want.unit_file.path));
-        change.apply.push(Action::MarkPending { unit: unit.into() });
-        change.apply.push(Action::install(&want.unit_file));
-        change
-            .undo
-            .push(undo_install(facts, want.unit_file.path.as_str()));
-        change.apply.push(Action::Run {
-            what: "reload systemd".into(),
-            script: Cmd::new("systemctl").arg("daemon-reload").to_string(),
-        });
+        let mut install = Action::install(&want.unit_file, facts);
+        if let Action::Install(i) = &mut install {
+            i.pending = Some(unit.into());
+        }
+        change.apply.push(install);
+        change.apply.push(Action::DaemonReload);
     }
     if facts.enabled.get(unit).map(String::as_str) != Some("enabled") {
         change.summary.push(format!("enable {unit}"));
-        change.apply.push(Action::Run {
-            what: format!("enable {unit}"),
-            script: Cmd::new("systemctl")
-                .arg("enable")
-                .arg("--")
-                .arg(unit)
-                .to_string(),
-        });
+        change.apply.push(Action::Enable { unit: unit.into() });
     }
     let active = facts.active.get(unit).map(String::as_str) == Some("active");
     if file_changed || !active || pending_restart(facts, unit) {
@@ -71,8 +60,11 @@ mod tests {
         let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), &fresh_facts()) else {
             panic!("expected a change");
         };
-        assert!(matches!(c.apply[0], Action::MarkPending { .. }));
-        assert!(matches!(c.apply[1], Action::Install { .. }));
+        let Action::Install(i) = &c.apply[0] else {
+            panic!("{:?}", c.apply[0])
+        };
+        assert_eq!(i.pending.as_deref(), Some(ETCD_PROXY_UNIT));
+        assert_eq!(c.apply[1], Action::DaemonReload);
         assert_eq!(c.restart.unwrap().gate, Gate::EtcdGateway);
     }
 

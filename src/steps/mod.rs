@@ -8,54 +8,16 @@ mod docker;
 mod etcd_proxy;
 pub mod rollback;
 
-pub use container::restore_script;
+pub use docker::merge_daemon_json;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+pub use crate::step::{StepName, Undo};
 
-use crate::desired::{Desired, ManagedFile};
+use crate::desired::{ContainerSpec, Desired, ManagedFile};
 use crate::facts::Facts;
 use crate::inventory::{Agent, RemotePath};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepName {
-    EtcdProxy,
-    Docker,
-    Cni,
-    Libnetwork,
-    Node,
-}
-
-impl StepName {
-    /// In the order a host runs them: each relies on the ones before it.
-    pub const ALL: [StepName; 5] = [
-        StepName::EtcdProxy,
-        StepName::Docker,
-        StepName::Cni,
-        StepName::Libnetwork,
-        StepName::Node,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepName::EtcdProxy => "etcd-proxy",
-            StepName::Docker => "docker",
-            StepName::Cni => "cni",
-            StepName::Libnetwork => "libnetwork",
-            StepName::Node => "node",
-        }
-    }
-}
-
-impl fmt::Display for StepName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Where the bytes of an installed file come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,62 +35,96 @@ pub enum FileCheck {
     Dockerd,
 }
 
+/// What the target must still be when it is replaced: a file someone
+/// edited since the probe read it is never silently overwritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever it is now.
+    Any,
+    /// It must not exist.
+    Absent,
+    /// It must have these bytes.
+    Sha256(String),
+}
+
+/// Writes one file atomically, with its undo recorded first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    pub target: RemotePath,
+    pub source: Source,
+    pub sha256: String,
+    pub mode: u32,
+    /// Checked on the new bytes before they replace the target.
+    pub check: Option<FileCheck>,
+    pub expect: Expect,
+    /// The unit that must restart because of this file: marked pending
+    /// with the install (an interrupted run still restarts it next time),
+    /// and unmarked again if the install does not go through.
+    pub pending: Option<String>,
+    /// Where the temporary file is made when not beside the target: Mesos
+    /// loads every file of the CNI config folder, even half-written ones.
+    pub tmp_dir: Option<RemotePath>,
+    /// When the target changed since the probe: the managed keys to merge
+    /// into what it holds now (daemon.json), instead of refusing.
+    pub remerge: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// How to take the install back; `existed` as the probe saw it (the
+    /// agent records what it finds at install time).
+    pub undo: Undo,
+}
+
 /// One remote operation. The executor turns each into one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Streams a local file into the host's stage area, named by its hash.
-    Stage { local: PathBuf, sha256: String },
-    /// Writes a file atomically, keeping the previous version as a backup.
-    Install {
-        target: RemotePath,
-        source: Source,
+    Stage {
+        local: PathBuf,
         sha256: String,
-        mode: u32,
-        /// Checked on the new bytes before they replace the target.
-        check: Option<FileCheck>,
+        size: u64,
     },
-    /// Records that `unit` must restart, so an interrupted run still
-    /// restarts it next time even though its files already match.
-    MarkPending { unit: String },
-    /// A privileged script; `what` is how the report describes it.
-    Run { what: String, script: String },
-    /// Retires the running container and starts one from the new spec.
-    ReplaceContainer { name: String, script: String },
-    /// Takes back an earlier change (rollback).
-    Undo(Undo),
+    /// Pulls an image the host will run, before anything on it is stopped.
+    Pull {
+        image: String,
+    },
+    Install(Box<Install>),
+    /// `systemctl daemon-reload`.
+    DaemonReload,
+    /// `systemctl enable` a unit.
+    Enable {
+        unit: String,
+    },
+    /// Retires the running container and starts one from the new spec, as
+    /// one unit: the old one is back at once if the new one does not start.
+    ReplaceContainer(Box<ContainerSpec>),
+    /// Starts a stopped container that already runs the right spec.
+    StartContainer {
+        name: String,
+    },
+    /// Removes uploads the installs have used.
+    ClearStage {
+        sha256s: Vec<String>,
+    },
+    /// Takes back one recorded change of `run` (revert and rollback).
+    Undo {
+        run: String,
+        seq: u32,
+        undo: Undo,
+    },
 }
 
 impl Action {
-    pub fn install(file: &ManagedFile) -> Action {
-        Action::Install {
+    pub fn install(file: &ManagedFile, facts: &Facts) -> Action {
+        Action::Install(Box::new(Install {
             target: file.path.clone(),
             source: Source::Bytes(file.content.clone()),
             sha256: file.sha256.clone(),
             mode: file.mode,
             check: None,
-        }
-    }
-}
-
-/// How to take back one applied action. Kept on the host after a
-/// successful apply, so that `rollback` can take back the whole apply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "undo", rename_all = "kebab-case")]
-pub enum Undo {
-    /// Put back the version saved before the change, or remove the file
-    /// when there was none.
-    File { target: String, existed: bool },
-    /// Put back the container that a replacement retired, or remove the new
-    /// one when there was none.
-    Container { name: String },
-}
-
-impl Undo {
-    /// Whether taking this back removes `unit`'s unit file, which also
-    /// stops the unit: there is then nothing left to restart.
-    pub fn removes_unit(&self, unit: &str) -> bool {
-        matches!(self, Undo::File { target, existed: false }
-            if target.ends_with(&format!("/{unit}.service")))
+            expect: Expect::Any,
+            pending: None,
+            tmp_dir: None,
+            remerge: None,
+            undo: undo_install(facts, file.path.as_str()),
+        }))
     }
 }
 
@@ -145,10 +141,11 @@ impl Gate {
     }
 }
 
-/// How to tell that a restarted service is back.
+/// How to tell that a service is back. Every gate also requires the
+/// service to stay the same process (no restarts) while it is watched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
-    /// The gateway answers on 127.0.0.1:2379 and reaches the cluster.
+    /// The gateway's unit is active and 127.0.0.1:2379 reaches the cluster.
     EtcdGateway,
     /// The unit is active, the daemon answers and, when given, it runs
     /// with this cluster store.
@@ -156,10 +153,11 @@ pub enum Gate {
     /// The unit is active and the agent's health endpoint answers.
     Mesos {
         unit: String,
+        /// Where Mesos listens, as the agent says (`detect_ip`).
         address: String,
         port: u16,
     },
-    /// The container is running.
+    /// The container is running and not restarting.
     Container { name: String },
 }
 
@@ -173,7 +171,7 @@ pub struct Restart {
 pub struct Change {
     /// What will change, in words, for `plan` and the report.
     pub summary: Vec<String>,
-    /// Uploads that can happen before the host's batch.
+    /// Uploads and pulls that can happen before the host's batch.
     pub stage: Vec<Action>,
     /// The changes themselves.
     pub apply: Vec<Action>,
@@ -181,8 +179,6 @@ pub struct Change {
     pub restart: Option<Restart>,
     /// A health gate without a restart (a replaced container).
     pub gate: Option<Gate>,
-    /// How to take `apply` back, in the order to run it.
-    pub undo: Vec<Undo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,10 +240,11 @@ fn differs(facts: &Facts, file: &ManagedFile) -> bool {
 
 /// The undo of installing `target`: the probe hashed every managed file
 /// that exists, so a missing hash means the file is new.
-fn undo_install(facts: &Facts, target: &str) -> Undo {
+pub(crate) fn undo_install(facts: &Facts, target: &str) -> Undo {
     Undo::File {
         target: target.to_string(),
         existed: facts.hashes.contains_key(target),
+        tmp_dir: None,
     }
 }
 

@@ -1,36 +1,17 @@
 //! rollback: the plan that takes back the last apply that changed a host,
-//! from the undo record that apply left on the host.
+//! from the run history that apply left on the host. Steps are taken back
+//! newest change first; the executor runs them in reverse step order.
 
-use serde::{Deserialize, Serialize};
-
+use super::cni::mesos_address;
 use super::{Action, Change, Gate, Plan, Restart, StepName, StepPlan, Undo};
-use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT, STATE_DIR};
+use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT};
+use crate::facts::Facts;
+use crate::history::RunRecord;
 use crate::inventory::Agent;
 
-/// Where an apply leaves its undo record on the host.
-pub fn record_path() -> String {
-    format!("{STATE_DIR}/undo.json")
-}
-
-/// What the last apply that changed a host did, step by step, as undo.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UndoRecord {
-    /// The run that made the changes.
-    pub run: String,
-    pub steps: Vec<UndoStep>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UndoStep {
-    pub step: StepName,
-    pub undo: Vec<Undo>,
-    /// The unit the change restarted, restarted again after the undo.
-    pub restart: Option<String>,
-}
-
-/// The gate that tells a unit put back by a rollback is up again. The
-/// configuration is the old one, so only "it answers" is checked.
-fn gate_for(agent: &Agent, unit: &str) -> Gate {
+/// The gate that tells a unit put back is up again. The configuration is
+/// the old one, so only "it answers" is checked.
+pub fn gate_for(agent: &Agent, facts: &Facts, unit: &str) -> Gate {
     if unit == DOCKER_UNIT {
         Gate::Docker {
             cluster_store: None,
@@ -40,54 +21,70 @@ fn gate_for(agent: &Agent, unit: &str) -> Gate {
     } else {
         Gate::Mesos {
             unit: unit.to_string(),
-            address: agent.address.clone(),
+            address: mesos_address(agent, facts),
             port: agent.role.mesos_port(),
         }
     }
 }
 
-fn describe(undo: &Undo) -> String {
-    match undo {
-        Undo::File {
-            target,
-            existed: true,
-        } => format!("put back the previous {target}"),
-        Undo::File {
-            target,
-            existed: false,
-        } => format!("remove {target}"),
-        Undo::Container { name } => format!("put back the previous {name} container"),
+/// What taking back `step` of `run` involves: the undo of each change not
+/// yet taken back (newest first), and the restart of the step's service
+/// unless that is done too. None when nothing is left.
+pub fn undo_change(
+    agent: &Agent,
+    facts: &Facts,
+    run: &RunRecord,
+    step: StepName,
+) -> Option<Change> {
+    let records: Vec<_> = run.changes.iter().filter(|c| c.body.step == step).collect();
+    if records.is_empty() {
+        return None;
     }
+    let left: Vec<_> = records.iter().rev().filter(|c| !c.undone).collect();
+    let restart = run
+        .restart_unit(step)
+        .filter(|_| !run.restored.contains(&step))
+        .map(|unit| Restart {
+            gate: gate_for(agent, facts, unit),
+            unit: unit.to_string(),
+        });
+    if left.is_empty() && restart.is_none() {
+        return None;
+    }
+    let mut change = Change::default();
+    for c in &left {
+        change.summary.push(c.body.undo.describe());
+        change.apply.push(Action::Undo {
+            run: run.run.clone(),
+            seq: c.seq,
+            undo: c.body.undo.clone(),
+        });
+        if let Undo::Container {
+            name,
+            previous_id: Some(_),
+            was_running: true,
+            ..
+        } = &c.body.undo
+        {
+            change.gate = Some(Gate::Container { name: name.clone() });
+        }
+    }
+    if let Some(r) = &restart {
+        change.summary.push(format!("restart {}", r.unit));
+    }
+    change.restart = restart;
+    Some(change)
 }
 
-/// Plans a rollback of every step the record names; the others are ok.
-pub fn plan(agent: &Agent, record: Option<&UndoRecord>) -> Vec<StepPlan> {
+/// Plans a rollback of every step the last apply changed; the others are ok.
+pub fn plan(agent: &Agent, facts: &Facts) -> Vec<StepPlan> {
+    let target = facts.history.rollback_target();
     StepName::ALL
         .iter()
         .map(|&step| {
-            let entry = record.and_then(|r| r.steps.iter().find(|s| s.step == step));
-            let plan = match entry {
+            let plan = match target.and_then(|run| undo_change(agent, facts, run, step)) {
                 None => Plan::Ok,
-                Some(entry) => {
-                    let mut summary: Vec<String> = entry.undo.iter().map(describe).collect();
-                    let restart = entry
-                        .restart
-                        .as_deref()
-                        .filter(|u| !entry.undo.iter().any(|x| x.removes_unit(u)))
-                        .map(|unit| Restart {
-                            unit: unit.to_string(),
-                            gate: gate_for(agent, unit),
-                        });
-                    if let Some(r) = &restart {
-                        summary.push(format!("restart {}", r.unit));
-                    }
-                    Plan::Change(Box::new(Change {
-                        summary,
-                        apply: entry.undo.iter().cloned().map(Action::Undo).collect(),
-                        restart,
-                        ..Change::default()
-                    }))
-                }
+                Some(change) => Plan::Change(Box::new(change)),
             };
             StepPlan { step, plan }
         })
@@ -97,40 +94,75 @@ pub fn plan(agent: &Agent, record: Option<&UndoRecord>) -> Vec<StepPlan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::{ChangeRecord, History, RecordBody, RunState};
     use crate::inventory::Role;
-    use crate::steps::testing::agent;
+    use crate::steps::testing::{agent, fresh_facts};
+    use std::collections::BTreeSet;
+
+    fn record(seq: u32, step: StepName, undo: Undo, restart: Option<&str>) -> ChangeRecord {
+        ChangeRecord {
+            seq,
+            body: RecordBody {
+                step,
+                undo,
+                restart: restart.map(str::to_string),
+            },
+            undone: false,
+        }
+    }
+
+    fn run() -> RunRecord {
+        RunRecord {
+            run: "r1".into(),
+            state: RunState::Applied,
+            changes: vec![
+                record(
+                    1,
+                    StepName::EtcdProxy,
+                    Undo::File {
+                        target: "/etc/systemd/system/calico-etcd-proxy.service".into(),
+                        existed: false,
+                        tmp_dir: None,
+                    },
+                    Some(ETCD_PROXY_UNIT),
+                ),
+                record(
+                    2,
+                    StepName::Docker,
+                    Undo::File {
+                        target: "/etc/docker/daemon.json".into(),
+                        existed: true,
+                        tmp_dir: None,
+                    },
+                    Some(DOCKER_UNIT),
+                ),
+                record(
+                    3,
+                    StepName::Node,
+                    Undo::Container {
+                        name: "calico-node".into(),
+                        previous_id: Some("c1".into()),
+                        retired: "calico-node-previous-r1".into(),
+                        policy: "always".into(),
+                        was_running: true,
+                        spec_hash: "s".into(),
+                    },
+                    None,
+                ),
+            ],
+            restored: BTreeSet::new(),
+        }
+    }
+
+    fn facts_with(run: RunRecord) -> Facts {
+        let mut f = fresh_facts();
+        f.history = History { runs: vec![run] };
+        f
+    }
 
     #[test]
     fn plans_only_the_recorded_steps() {
-        let record = UndoRecord {
-            run: "r1".into(),
-            steps: vec![
-                UndoStep {
-                    step: StepName::EtcdProxy,
-                    undo: vec![Undo::File {
-                        target: "/etc/systemd/system/calico-etcd-proxy.service".into(),
-                        existed: false,
-                    }],
-                    restart: Some(ETCD_PROXY_UNIT.into()),
-                },
-                UndoStep {
-                    step: StepName::Docker,
-                    undo: vec![Undo::File {
-                        target: "/etc/docker/daemon.json".into(),
-                        existed: true,
-                    }],
-                    restart: Some(DOCKER_UNIT.into()),
-                },
-                UndoStep {
-                    step: StepName::Node,
-                    undo: vec![Undo::Container {
-                        name: "calico-node".into(),
-                    }],
-                    restart: None,
-                },
-            ],
-        };
-        let plans = plan(&agent(Role::Private), Some(&record));
+        let plans = plan(&agent(Role::Private), &facts_with(run()));
         let by_step = |s: StepName| plans.iter().find(|p| p.step == s).unwrap().plan.clone();
 
         let Plan::Change(proxy) = by_step(StepName::EtcdProxy) else {
@@ -154,29 +186,32 @@ mod tests {
             }
         );
         assert_eq!(by_step(StepName::Cni), Plan::Ok);
-        assert!(matches!(by_step(StepName::Node), Plan::Change(_)));
-        assert!(
-            plan(&agent(Role::Private), None)
-                .iter()
-                .all(|p| p.plan == Plan::Ok)
+        let Plan::Change(node) = by_step(StepName::Node) else {
+            panic!()
+        };
+        assert_eq!(
+            node.gate,
+            Some(Gate::Container {
+                name: "calico-node".into()
+            })
         );
+        let none = plan(&agent(Role::Private), &fresh_facts());
+        assert!(none.iter().all(|p| p.plan == Plan::Ok));
     }
 
     #[test]
-    fn record_round_trips_as_json() {
-        let record = UndoRecord {
-            run: "r1".into(),
-            steps: vec![UndoStep {
-                step: StepName::Cni,
-                undo: vec![Undo::File {
-                    target: "/opt/mesosphere/etc/dcos/network/cni/calico.cni".into(),
-                    existed: false,
-                }],
-                restart: Some("dcos-mesos-slave".into()),
-            }],
-        };
-        let text = serde_json::to_string(&record).unwrap();
-        assert!(text.contains(r#""undo":"file""#), "{text}");
-        assert_eq!(serde_json::from_str::<UndoRecord>(&text).unwrap(), record);
+    fn a_rollback_cut_short_goes_on_where_it_stopped() {
+        let mut r = run();
+        r.state = RunState::RollingBack;
+        // The node and the daemon.json are back, but docker's restart
+        // never happened.
+        r.changes[1].undone = true;
+        r.changes[2].undone = true;
+        let a = agent(Role::Private);
+        let f = facts_with(r.clone());
+        let docker = undo_change(&a, &f, &r, StepName::Docker).unwrap();
+        assert!(docker.apply.is_empty());
+        assert_eq!(docker.summary, ["restart docker"]);
+        assert_eq!(undo_change(&a, &f, &r, StepName::Node), None);
     }
 }

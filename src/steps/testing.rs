@@ -11,6 +11,7 @@ use crate::desired::{
     self, Binary, CniDesired, ContainerSpec, Desired, DockerDesired, EtcdProxyDesired, ManagedFile,
 };
 use crate::facts::{Container, Facts, Version};
+use crate::history::History;
 use crate::inventory::{Agent, ContainerConfig, HostKeyChecking, Role, SshSettings};
 
 pub fn agent(role: Role) -> Agent {
@@ -19,6 +20,7 @@ pub fn agent(role: Role) -> Agent {
         address: "10.0.0.11".into(),
         role,
         zone: None,
+        mesos_address: None,
         ssh: SshSettings {
             user: "root".into(),
             port: 22,
@@ -83,6 +85,7 @@ pub fn desired() -> Desired {
                 "{\"name\": \"calico\"}\n",
                 0o644,
             ),
+            config_dir: "/opt/mesosphere/etc/dcos/network/cni".parse().unwrap(),
             unit: "dcos-mesos-slave",
         }),
         libnetwork: Some(container(
@@ -119,10 +122,12 @@ pub fn fresh_facts() -> Facts {
         hashes: BTreeMap::new(),
         daemon_json: Some(br#"{"debug": false}"#.to_vec()),
         containers: BTreeMap::new(),
+        images: BTreeSet::new(),
         staged: BTreeSet::new(),
         pending: BTreeSet::new(),
         etcd_binary_ok: true,
-        undo: None,
+        mesos_ip: None,
+        history: History::default(),
     }
 }
 
@@ -150,11 +155,15 @@ pub fn converged_facts(want: &Desired) -> Facts {
         f.containers.insert(
             c.name.into(),
             Container {
+                id: format!("{:0>64}", c.name.len()),
                 image: c.image.to_string(),
                 running: true,
+                restarting: false,
+                policy: "always".into(),
                 spec_hash: Some(c.spec_hash.clone()),
             },
         );
+        f.images.insert(c.image.to_string());
     }
     f
 }

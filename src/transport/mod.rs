@@ -7,9 +7,12 @@
 
 pub mod known_hosts;
 pub mod ssh;
+#[cfg(test)]
+pub mod testing;
 
 use std::future::Future;
 use std::path::Path;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -94,18 +97,45 @@ pub enum TransportError {
     Key { path: String, reason: String },
     #[error("ssh: {0}")]
     Ssh(String),
+    /// The connection went away: the host is unreachable, not failed.
+    #[error("{addr}: connection lost {doing}")]
+    Lost { addr: String, doing: String },
+    /// The command ran past its deadline; its channel was closed and the
+    /// process signalled.
+    #[error("did not finish within {}s", .after.as_secs())]
+    TimedOut { after: Duration },
     #[error("reading {path}: {reason}")]
     LocalFile { path: String, reason: String },
+}
+
+impl TransportError {
+    /// Whether the host could not be reached at all (as opposed to
+    /// answering with a refusal or failing a command).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Connect { .. }
+                | TransportError::ConnectTimeout { .. }
+                | TransportError::Ssh(_)
+                | TransportError::Lost { .. }
+        )
+    }
 }
 
 /// An open session to one host. One per host, reused for every command.
 pub trait Transport: Send + Sync + 'static {
     /// Runs one shell command string. The caller quotes every value in it.
+    /// After `deadline` the command is given up on: its channel is closed
+    /// and `TimedOut` returned, so no command can hang a run.
     fn exec(
         &self,
         command: &str,
         stdin: Stdin<'_>,
+        deadline: Duration,
     ) -> impl Future<Output = Result<ExecOutput, TransportError>> + Send;
+
+    /// Whether the connection is known to be gone.
+    fn is_closed(&self) -> bool;
 
     /// Closes the session politely.
     fn close(&self) -> impl Future<Output = ()> + Send;

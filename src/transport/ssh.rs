@@ -459,6 +459,13 @@ impl SshSession {
         TransportError::Ssh(format!("{}: {doing}: {e}", self.addr))
     }
 
+    fn lost(&self, doing: &str) -> TransportError {
+        TransportError::Lost {
+            addr: self.addr.clone(),
+            doing: doing.to_string(),
+        }
+    }
+
     /// Runs `command` on an open channel, feeding `stdin` while reading.
     async fn run(
         &self,
@@ -467,10 +474,13 @@ impl SshSession {
         command: &str,
         stdin: Stdin<'_>,
     ) -> Result<ExecOutput, TransportError> {
-        write
-            .exec(true, command)
-            .await
-            .map_err(|e| self.ssh_error("sending the command", e))?;
+        write.exec(true, command).await.map_err(|e| {
+            if self.handle.is_closed() {
+                self.lost("sending the command")
+            } else {
+                self.ssh_error("sending the command", e)
+            }
+        })?;
 
         let mut out = ExecOutput::default();
         let upload = send_stdin(write, stdin);
@@ -519,8 +529,10 @@ impl SshSession {
         if refused {
             return Err(self.ssh_error("running the command", "the server refused the request"));
         }
-        if out.exit_status.is_none() && out.exit_signal.is_none() && self.handle.is_closed() {
-            return Err(self.ssh_error("running the command", "connection lost"));
+        if out.exit_status.is_none() && out.exit_signal.is_none() {
+            // The channel ended without a word: the connection dropped, or
+            // is about to be noticed as dropped.
+            return Err(self.lost("while the command ran"));
         }
         debug!(
             addr = %self.addr,
@@ -602,18 +614,42 @@ async fn send_stdin(write: &ChannelWriteHalf<Msg>, stdin: Stdin<'_>) -> Result<(
 }
 
 impl Transport for SshSession {
-    async fn exec(&self, command: &str, stdin: Stdin<'_>) -> Result<ExecOutput, TransportError> {
+    async fn exec(
+        &self,
+        command: &str,
+        stdin: Stdin<'_>,
+        deadline: Duration,
+    ) -> Result<ExecOutput, TransportError> {
         debug!(addr = %self.addr, command, "ssh exec");
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.ssh_error("opening a session channel", e))?;
+        let opened = tokio::time::timeout(deadline, self.handle.channel_open_session()).await;
+        let channel = match opened {
+            Err(_) => return Err(TransportError::TimedOut { after: deadline }),
+            Ok(Err(e)) if self.handle.is_closed() => {
+                return Err(self.lost(&format!("opening a session channel ({e})")));
+            }
+            Ok(Err(e)) => return Err(self.ssh_error("opening a session channel", e)),
+            Ok(Ok(channel)) => channel,
+        };
         let (mut read, write) = channel.split();
-        let result = self.run(&mut read, &write, command, stdin).await;
+        let result =
+            match tokio::time::timeout(deadline, self.run(&mut read, &write, command, stdin)).await
+            {
+                Ok(result) => result,
+                Err(_) => {
+                    // The agent bounds the command itself too (`timeout` in
+                    // the remote wrapper); this is for a command, or a
+                    // connection, that is past saving.
+                    let _ = write.signal(Sig::KILL).await;
+                    Err(TransportError::TimedOut { after: deadline })
+                }
+            };
         // A no-op when the server closed it first.
         let _ = write.close().await;
         result
+    }
+
+    fn is_closed(&self) -> bool {
+        self.handle.is_closed()
     }
 
     async fn close(&self) {

@@ -157,6 +157,10 @@ impl Checker<'_> {
             }
             (None, None) => Some(None),
         };
+        let mesos_address = match &raw.mesos_address {
+            Some(s) => self.check(s, "mesos_address", values::address).map(Some),
+            None => Some(None),
+        };
         let own = self.ssh_layer(&raw.ssh_overrides());
         let ssh = self.resolve_ssh(&own, defaults, entry.referenced, ssh_section)?;
         Some(Agent {
@@ -164,6 +168,7 @@ impl Checker<'_> {
             address: address?,
             role,
             zone: zone?,
+            mesos_address: mesos_address?,
             ssh,
         })
     }

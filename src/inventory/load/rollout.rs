@@ -49,6 +49,18 @@ impl Checker<'_> {
                 values::parse_duration,
                 || defaults.health_timeout,
             ),
+            command_timeout: self.or_default(
+                r.command_timeout.as_ref(),
+                "command_timeout",
+                values::parse_duration,
+                || defaults.command_timeout,
+            ),
+            pull_timeout: self.or_default(
+                r.pull_timeout.as_ref(),
+                "pull_timeout",
+                values::parse_duration,
+                || defaults.pull_timeout,
+            ),
             revert: self.flag(r.revert.as_ref(), "revert", defaults.revert),
         };
         (rollout, by_zone_at)

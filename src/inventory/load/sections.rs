@@ -141,6 +141,21 @@ impl Checker<'_> {
         let mut seen: HashMap<Endpoint, u64> = HashMap::new();
         for s in &list.value {
             if let Some(ep) = self.check(s, "etcd endpoint", |v| v.parse::<Endpoint>()) {
+                if ep.is_tls() {
+                    // The gateway passes TLS through untouched, and Docker's
+                    // store, Calico and the CNI plugin would each need a CA
+                    // and a client certificate and key to speak it.
+                    self.report(
+                        s.referenced,
+                        format!(
+                            "etcd endpoint {ep} uses TLS, but the inventory has no TLS client \
+                             settings (a CA file, a client certificate and its key) for the \
+                             gateway's clients, Docker, Calico and the CNI plugin; \
+                             calico-rollout cannot configure them yet: use http:// endpoints"
+                        ),
+                    );
+                    continue;
+                }
                 if let Some(first) = seen.get(&ep) {
                     self.report(
                         s.referenced,

@@ -20,6 +20,10 @@ pub struct Endpoint {
 impl Endpoint {
     pub const DEFAULT_PORT: u16 = 2379;
 
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
     /// `http` or `https`.
     pub fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }

@@ -136,7 +136,7 @@ docker:
   enabled: false
   cluster_store: etcd://10.0.0.5:2379,10.0.0.6:2379/calico
 etcd:
-  endpoints: [https://etcd-1.example.com:4001, 'http://[fd00::5]']
+  endpoints: [http://etcd-1.example.com:4001, 'http://[fd00::5]']
   proxy: false
   binary: /opt/etcd/bin/etcd/
 libnetwork:
@@ -196,6 +196,8 @@ fn rollout_keys_parse() {
   max_failures: 10%
   min_healthy: 0s
   health_timeout: 2m
+  command_timeout: 45s
+  pull_timeout: 10m
   revert: false
 "
     );
@@ -213,6 +215,8 @@ fn rollout_keys_parse() {
             max_failures: FailureBudget::Percent(10),
             min_healthy: Duration::ZERO,
             health_timeout: Duration::from_secs(120),
+            command_timeout: Duration::from_secs(45),
+            pull_timeout: Duration::from_secs(600),
             revert: false,
         }
     );

@@ -51,6 +51,13 @@ fn bad_values_are_located() {
         ),
         (
             "http://10.0.0.6:2379",
+            "https://10.0.0.6:2379",
+            "https://10.0.0.6:2379",
+            "etcd endpoint https://10.0.0.6:2379 uses TLS, but the inventory has no TLS client settings \
+             (a CA file, a client certificate and its key)",
+        ),
+        (
+            "http://10.0.0.6:2379",
             "http://10.0.0.6:99999",
             "http://10.0.0.6:99999",
             "etcd endpoint \"http://10.0.0.6:99999\" has a port that is not between 1 and 65535",

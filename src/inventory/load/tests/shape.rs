@@ -13,13 +13,13 @@ fn unknown_key_names_position_and_expected_keys() {
             "  bacth: 10 ",
             "bacth",
             "unknown field `bacth`, expected one of `batch`, `canary`, `by`, `max_failures`, \
-             `min_healthy`, `health_timeout`, `revert`",
+             `min_healthy`, `health_timeout`, `command_timeout`, `pull_timeout`, `revert`",
         ),
         (
             "{name: agent-1,",
             "{name: agent-1, adress: x,",
             "adress",
-            "unknown field `adress`, expected one of `name`, `address`, `role`, `zone`, \
+            "unknown field `adress`, expected one of `name`, `address`, `role`, `zone`, `mesos_address`, \
              `user`, `port`, `identity_file`, `known_hosts`, `host_key_checking`, `become`, \
              `connect_timeout`",
         ),

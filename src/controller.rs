@@ -1,0 +1,79 @@
+//! The machine this run is on: its name, its clock, run ids, and whether
+//! a run started here is still alive. Locks and the journal both use
+//! these to tell a live run from a dead one.
+
+use std::fs;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `<hostname>-<pid>-<unix secs>`. It names folders and containers on
+/// agents, so it keeps to `[A-Za-z0-9._-]`.
+pub fn new_run_id() -> String {
+    let host: String = local_hostname()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let host = host.trim_start_matches(['.', '-']);
+    let host = if host.is_empty() { "controller" } else { host };
+    format!("{host}-{}-{}", std::process::id(), unix_now())
+}
+
+/// The operator machine's name. The kernel's answer comes first: in a
+/// container /etc/hostname may be stale or absent.
+pub fn local_hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Whether a calico-rollout process with this pid runs on this machine. A
+/// pid reused by another program does not count.
+pub fn run_alive_here(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => cmdline
+            .split(|&b| b == 0)
+            .next()
+            .is_some_and(|argv0| String::from_utf8_lossy(argv0).contains("calico-rollout")),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_safe_names() {
+        let id = new_run_id();
+        assert!(crate::history::valid_run_id(&id), "{id}");
+        assert!(id.contains(&format!("-{}-", std::process::id())));
+    }
+
+    #[test]
+    fn liveness_is_about_calico_rollout_processes() {
+        assert!(run_alive_here(std::process::id()));
+        // pid 1 exists but is not calico-rollout.
+        assert!(!run_alive_here(1));
+        assert!(!run_alive_here(u32::MAX - 1));
+    }
+}

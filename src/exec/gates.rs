@@ -1,0 +1,117 @@
+//! Waiting for health gates: a restarted service must answer, twice in a
+//! row as the same process, within `health_timeout`; then every changed
+//! service of the host must stay so for `min_healthy`.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::StepError;
+use super::host::{HostRun, Policy};
+use super::session::HostSession;
+use crate::remote::{self, gate::Identity};
+use crate::steps::Gate;
+use crate::transport::{Connector, Stdin};
+
+/// How often a gate is checked while a service comes back.
+const GATE_POLL: Duration = Duration::from_millis(500);
+/// How often the gates are checked while a host must stay healthy.
+const WATCH_POLL: Duration = Duration::from_secs(1);
+
+/// One reading of `gates`, in one round trip.
+async fn read<C: Connector>(
+    session: &HostSession<C>,
+    gates: &[Gate],
+    policy: &Policy,
+) -> Result<Vec<Result<Identity, String>>, StepError> {
+    let script = remote::gate::gates(gates, policy.command_timeout);
+    let out = session.run(&script, Stdin::Empty).await?;
+    Ok(remote::gate::readings(gates, &out.stdout))
+}
+
+impl HostRun {
+    /// Polls the gate until it passes, the same process answering twice,
+    /// or `health_timeout` runs out.
+    pub(super) async fn wait_healthy<C: Connector>(
+        &self,
+        session: &HostSession<C>,
+        gate: &Gate,
+        policy: &Policy,
+    ) -> Result<Identity, StepError> {
+        let deadline = Instant::now() + policy.health_timeout;
+        let mut last: Option<Identity> = None;
+        let mut why = String::from("no answer yet");
+        loop {
+            session.touchable()?;
+            let reading = read(session, std::slice::from_ref(gate), policy)
+                .await?
+                .remove(0);
+            match reading {
+                Ok(id) => match last.as_ref().map(|l| l.changed(&id)) {
+                    Some(None) => return Ok(id),
+                    Some(Some(change)) => {
+                        why = change;
+                        last = Some(id);
+                    }
+                    None => last = Some(id),
+                },
+                Err(e) => {
+                    why = e;
+                    last = None;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::Failed(format!(
+                    "health check did not pass within {}s: {why}",
+                    policy.health_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(GATE_POLL).await;
+        }
+    }
+
+    /// Checks every gate once a second until `min_healthy` has passed: a
+    /// service that crash-loops passes a check now and then, but never
+    /// stays the same process.
+    pub(super) async fn watch<C: Connector>(
+        &self,
+        session: &HostSession<C>,
+        gates: &[(usize, Gate)],
+        policy: &Policy,
+    ) -> Result<(), (usize, StepError)> {
+        let window = policy.min_healthy;
+        let only: Vec<Gate> = gates.iter().map(|(_, g)| g.clone()).collect();
+        let first = gates[0].0;
+        let unhealthy = |i: usize, e: String| {
+            (
+                i,
+                StepError::Failed(format!(
+                    "became unhealthy within {}s: {e}",
+                    window.as_secs()
+                )),
+            )
+        };
+        let until = Instant::now() + window;
+        let mut baseline: Vec<Option<Identity>> = vec![None; gates.len()];
+        loop {
+            session.touchable().map_err(|e| (first, e))?;
+            let readings = read(session, &only, policy).await.map_err(|e| (first, e))?;
+            for (k, ((i, _), reading)) in gates.iter().zip(readings).enumerate() {
+                let id = reading.map_err(|e| unhealthy(*i, e))?;
+                match &baseline[k] {
+                    None => baseline[k] = Some(id),
+                    Some(was) => {
+                        if let Some(change) = was.changed(&id) {
+                            return Err(unhealthy(*i, change));
+                        }
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            tokio::time::sleep(WATCH_POLL.min(until - now)).await;
+        }
+    }
+}

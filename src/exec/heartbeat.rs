@@ -1,0 +1,137 @@
+//! The lock heartbeat: while a run lives, it refreshes every lock it holds
+//! on a timer, so that no live run ever looks stale. A refresh that finds
+//! another owner, or no lock, or that keeps failing for half the stale
+//! time, makes the run stop touching that host.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::session::HostSession;
+use crate::lock::{self, HEARTBEAT, LockState, STALE_AFTER};
+use crate::remote;
+use crate::report::{Event, Reporter};
+use crate::transport::{Connector, Stdin};
+
+/// Every host's session, once it is connected: the heartbeat, the final
+/// lock release and an abort all find them here, whatever phase a host's
+/// own work is in.
+pub struct Fleet<C: Connector> {
+    pub hosts: Vec<OnceLock<Arc<HostSession<C>>>>,
+}
+
+impl<C: Connector> Fleet<C> {
+    pub fn new(hosts: usize) -> Self {
+        Fleet {
+            hosts: (0..hosts).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Arc<HostSession<C>>> {
+        self.hosts[i].get()
+    }
+
+    pub fn sessions(&self) -> impl Iterator<Item = &Arc<HostSession<C>>> {
+        self.hosts.iter().filter_map(OnceLock::get)
+    }
+}
+
+/// A running heartbeat; it stops when dropped or told to.
+pub struct Heartbeat {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Heartbeat {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Refreshes the locks of `owner_id` on every locked host every
+/// [`HEARTBEAT`], at most `forks` at once; `tick` runs at each beat too
+/// (the journal's own sign of life).
+pub fn start<C: Connector>(
+    fleet: Arc<Fleet<C>>,
+    owner_id: String,
+    deadline: Duration,
+    forks: usize,
+    reporter: Arc<dyn Reporter>,
+    tick: Box<dyn Fn() + Send + Sync>,
+) -> Heartbeat {
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let limit = Arc::new(Semaphore::new(forks.max(1)));
+        let last_ok: Arc<Vec<std::sync::Mutex<Instant>>> = Arc::new(
+            (0..fleet.hosts.len())
+                .map(|_| std::sync::Mutex::new(Instant::now()))
+                .collect(),
+        );
+        let mut timer = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+        loop {
+            tokio::select! {
+                _ = timer.tick() => {}
+                _ = stopped.changed() => return,
+            }
+            tick();
+            let beats = (0..fleet.hosts.len()).filter_map(|i| {
+                let session = fleet.get(i)?.clone();
+                session.locked().then_some((i, session))
+            });
+            let beats = beats.map(|(i, session)| {
+                let (limit, last_ok, owner_id, reporter) = (
+                    limit.clone(),
+                    last_ok.clone(),
+                    owner_id.clone(),
+                    reporter.clone(),
+                );
+                async move {
+                    let _permit = limit.acquire_owned().await;
+                    let script = remote::lock::refresh(&owner_id, deadline);
+                    let answer = session
+                        .run_raw(&script, Stdin::Empty)
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|out| {
+                            lock::parse(&String::from_utf8_lossy(&out.stdout))
+                                .map_err(|e| e.to_string())
+                        });
+                    let lost = match answer {
+                        Ok(LockState::Acquired) => {
+                            *last_ok[i].lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                            None
+                        }
+                        Ok(LockState::Held(holder) | LockState::StaleReplaced(holder)) => Some(
+                            format!("stopped: another run took this agent's lock ({holder})"),
+                        ),
+                        Ok(LockState::Free) => Some(
+                            "stopped: this agent's lock was removed by someone else".to_string(),
+                        ),
+                        Err(e) => {
+                            let since = last_ok[i]
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .elapsed();
+                            (since > STALE_AFTER / 2).then(|| {
+                                format!(
+                                    "stopped: could not refresh this agent's lock for {}s ({e})",
+                                    since.as_secs()
+                                )
+                            })
+                        }
+                    };
+                    if let Some(why) = lost {
+                        reporter.event(Event::Notice(&format!("{}: {why}", session.agent.name)));
+                        session.lose_lock(why);
+                    }
+                }
+            });
+            futures::future::join_all(beats).await;
+        }
+    });
+    Heartbeat { stop, task }
+}

@@ -1,0 +1,479 @@
+//! One host's run: its plans, its results so far, and where it is. A host
+//! moves through a small state machine:
+//!
+//! ```text
+//! Planned → Staged → Changing(step) … → Gated → Done
+//!                          ↘ (a failure) → Reverting → Reverted | Failed
+//! ```
+//!
+//! A failure is recorded as a result, never returned early; the run goes
+//! on with the other hosts.
+
+use std::time::Duration;
+
+use super::Mode;
+use super::error::StepError;
+use super::revert::Applied;
+use super::session::HostSession;
+use crate::inventory::Agent;
+use crate::layout::Layout;
+use crate::remote;
+use crate::report::{Event, HostReport, Reporter, Status, StepResult};
+use crate::shutdown::Shutdown;
+use crate::steps::{Gate, Plan, StepName, StepPlan};
+use crate::transport::{Connector, Stdin};
+
+/// Why a step did not run when the operator stopped the run.
+pub const INTERRUPTED: &str = "not run: the rollout was interrupted";
+
+/// How a host's changes are made, gated and taken back.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub mode: Mode,
+    /// How long a restart may take, and then the gate.
+    pub health_timeout: Duration,
+    pub min_healthy: Duration,
+    /// Every other command's deadline.
+    pub command_timeout: Duration,
+    pub pull_timeout: Duration,
+    pub revert: bool,
+    /// Asked before each step: an interrupted run starts no new step.
+    pub stop: Shutdown,
+    pub layout: Layout,
+    /// The history run an apply records its changes under.
+    pub run_id: String,
+}
+
+impl Policy {
+    /// An upload's deadline: the usual one plus a second per MiB, which no
+    /// working link is slower than.
+    pub fn upload_deadline(&self, bytes: u64) -> Duration {
+        self.command_timeout + Duration::from_secs(bytes.div_ceil(1 << 20))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// Probed and planned; nothing on it touched.
+    Planned,
+    /// Its uploads and images are in place; nothing it runs on touched.
+    Staged,
+    /// Making one step's change.
+    Changing(StepName),
+    /// Every change made; watching the changed services stay healthy.
+    Gated,
+    Done,
+    Reverting,
+    Reverted,
+    /// Failed, and not (or not wholly) taken back.
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostRun {
+    pub index: usize,
+    pub agent: Agent,
+    /// In `StepName::ALL` order; empty when preflight failed.
+    pub plans: Vec<StepPlan>,
+    /// In `StepName::ALL` order; `None` while the step is still to run.
+    pub results: Vec<Option<StepResult>>,
+    pub state: HostState,
+    /// Finished by the run that `--resume` continues; not touched now.
+    pub resumed: bool,
+    /// Steps were skipped because the host or the run stopped early.
+    cut_short: bool,
+    /// What this run changed, step by step, in order: what a revert takes back.
+    pub(super) applied: Vec<Applied>,
+    /// The next change number in this run's history on the host.
+    next_seq: u32,
+    /// Restarts per step, a revert's included.
+    pub(super) restarts: [u32; 5],
+    /// For a rollback: the history run it takes back.
+    pub(super) target_run: Option<String>,
+}
+
+impl HostRun {
+    /// A host that could not be probed: every step carries the reason.
+    pub fn unreachable(index: usize, agent: Agent, status: Status, reason: String) -> Self {
+        let results = StepName::ALL
+            .iter()
+            .map(|&step| {
+                Some(StepResult {
+                    step,
+                    status,
+                    message: reason.clone(),
+                    restarted: false,
+                    restarts: 0,
+                })
+            })
+            .collect();
+        HostRun {
+            index,
+            agent,
+            plans: Vec::new(),
+            results,
+            state: HostState::Failed,
+            resumed: false,
+            cut_short: status == Status::Skipped,
+            applied: Vec::new(),
+            next_seq: 1,
+            restarts: [0; 5],
+            target_run: None,
+        }
+    }
+
+    /// A host whose preflight has not happened yet.
+    pub fn waiting(index: usize, agent: Agent) -> Self {
+        HostRun {
+            index,
+            agent,
+            plans: Vec::new(),
+            results: vec![None; StepName::ALL.len()],
+            state: HostState::Planned,
+            resumed: false,
+            cut_short: false,
+            applied: Vec::new(),
+            next_seq: 1,
+            restarts: [0; 5],
+            target_run: None,
+        }
+    }
+
+    /// A probed host. Steps whose outcome the plan already decides (ok,
+    /// skipped, refused) get their result now; for a dry run, so do changes.
+    pub fn planned(index: usize, agent: Agent, plans: Vec<StepPlan>, dry_run: bool) -> Self {
+        let mut run = HostRun {
+            index,
+            agent,
+            results: vec![None; plans.len()],
+            plans,
+            state: HostState::Planned,
+            resumed: false,
+            cut_short: false,
+            applied: Vec::new(),
+            next_seq: 1,
+            restarts: [0; 5],
+            target_run: None,
+        };
+        for i in 0..run.plans.len() {
+            let result = match &run.plans[i].plan {
+                Plan::Ok => Some((Status::Ok, String::new())),
+                Plan::Skipped(why) => Some((Status::Skipped, why.clone())),
+                Plan::Refused(why) => Some((Status::Failed, why.clone())),
+                Plan::Change(c) if dry_run => Some((Status::Changed, c.summary.join("; "))),
+                Plan::Change(_) => None,
+            };
+            if let Some((status, message)) = result {
+                run.finish(i, status, message, None);
+            }
+        }
+        // A refused step stops the steps after it, as a failure would.
+        if let Some(first) = run.first_failure() {
+            run.state = HostState::Failed;
+            run.skip_rest(&format!("not run: {first} failed"), None);
+        }
+        run
+    }
+
+    pub fn set_target_run(&mut self, run: Option<String>) {
+        self.target_run = run;
+    }
+
+    pub fn failed(&self) -> bool {
+        self.results.iter().flatten().any(|r| r.status.is_failure())
+    }
+
+    fn first_failure(&self) -> Option<StepName> {
+        self.results
+            .iter()
+            .flatten()
+            .find(|r| r.status.is_failure())
+            .map(|r| r.step)
+    }
+
+    /// Whether some change has uploads or pulls before the host's batch.
+    pub fn has_staging(&self) -> bool {
+        self.pending_changes().any(|(_, c)| !c.stage.is_empty())
+    }
+
+    /// Whether any change still waits for this host's rolling batch.
+    pub fn has_batch_work(&self) -> bool {
+        self.pending_changes().next().is_some()
+    }
+
+    fn pending_changes(&self) -> impl Iterator<Item = (usize, &crate::steps::Change)> {
+        self.plans
+            .iter()
+            .zip(&self.results)
+            .enumerate()
+            .filter_map(|(i, (p, r))| match (&p.plan, r) {
+                (Plan::Change(c), None) => Some((i, c.as_ref())),
+                _ => None,
+            })
+    }
+
+    /// Marks every step still to run as skipped.
+    pub fn skip_rest(&mut self, why: &str, reporter: Option<&dyn Reporter>) {
+        for i in 0..self.results.len() {
+            if self.results[i].is_none() {
+                self.cut_short = true;
+                self.finish(i, Status::Skipped, why.to_string(), reporter);
+            }
+        }
+    }
+
+    /// Gives every step still to run `status` and `why`.
+    pub fn mark_failed(&mut self, status: Status, why: &str) {
+        for i in 0..self.results.len() {
+            if self.results[i].is_none() {
+                self.cut_short = true;
+                self.finish(i, status, why.to_string(), None);
+            }
+        }
+        if status.is_failure() {
+            self.state = HostState::Failed;
+        }
+    }
+
+    /// Marks every step still to run as unknown: the run was aborted while
+    /// this host was working.
+    pub fn mark_unknown(&mut self) {
+        for i in 0..self.results.len() {
+            if self.results[i].is_none() {
+                self.cut_short = true;
+                self.finish(
+                    i,
+                    Status::Unknown,
+                    "the run was aborted while this host was working".into(),
+                    None,
+                );
+            }
+        }
+    }
+
+    /// Every step ran to a good end: `--resume` leaves this host alone.
+    pub fn done(&self) -> bool {
+        !self.cut_short
+            && self
+                .results
+                .iter()
+                .all(|r| r.as_ref().is_some_and(|r| !r.status.is_failure()))
+    }
+
+    pub(super) fn finish(
+        &mut self,
+        i: usize,
+        status: Status,
+        message: String,
+        reporter: Option<&dyn Reporter>,
+    ) {
+        let step = StepName::ALL[i];
+        if let Some(r) = reporter {
+            r.event(Event::StepFinished {
+                host: &self.agent.name,
+                step,
+                status,
+                message: &message,
+            });
+        }
+        let restarts = self.restarts[i];
+        self.results[i] = Some(StepResult {
+            step,
+            status,
+            message,
+            restarted: restarts > 0,
+            restarts,
+        });
+    }
+
+    /// The number of the next change this run records on the host.
+    pub(super) fn take_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// The history run this host's changes are recorded under: the apply's
+    /// own, or for a rollback the run it takes back.
+    pub(super) fn history_run<'a>(&'a self, policy: &'a Policy) -> &'a str {
+        self.target_run.as_deref().unwrap_or(&policy.run_id)
+    }
+
+    /// Uploads and image pulls for every step still to run, into the stage
+    /// area and docker's images only: a host whose batch never comes keeps
+    /// its configuration as it was.
+    pub async fn stage<C: Connector>(
+        &mut self,
+        session: &HostSession<C>,
+        policy: &Policy,
+        reporter: &dyn Reporter,
+    ) {
+        let todo: Vec<usize> = self.pending_changes().map(|(i, _)| i).collect();
+        for i in todo {
+            if self.halt_on_failure(policy, reporter) {
+                return;
+            }
+            let Plan::Change(change) = self.plans[i].plan.clone() else {
+                continue;
+            };
+            for action in &change.stage {
+                if let Err(e) = self.stage_one(session, action, policy).await {
+                    self.state = HostState::Failed;
+                    self.finish(i, e.status(), e.to_string(), Some(reporter));
+                    break;
+                }
+            }
+        }
+        if !self.failed() {
+            self.state = HostState::Staged;
+        }
+    }
+
+    /// The host's turn in its batch: every change, in step order (reverse
+    /// order for a rollback), then a watch of every passed gate for
+    /// `min_healthy`. A failure anywhere reverts every change this run
+    /// made on the host, when the policy allows.
+    pub async fn roll<C: Connector>(
+        &mut self,
+        session: &HostSession<C>,
+        policy: &Policy,
+        reporter: &dyn Reporter,
+    ) {
+        let mut todo: Vec<usize> = self.pending_changes().map(|(i, _)| i).collect();
+        if policy.mode == Mode::Rollback {
+            todo.reverse();
+            if let Some(run) = self.target_run.clone() {
+                let s = remote::history::set_state(
+                    &policy.layout,
+                    &run,
+                    crate::history::RunState::RollingBack,
+                    policy.command_timeout,
+                );
+                if let Err(e) = session.run(&s, Stdin::Empty).await {
+                    let i = todo[0];
+                    self.state = HostState::Failed;
+                    self.finish(i, e.status(), e.to_string(), Some(reporter));
+                    self.skip_rest(
+                        &format!("not run: {} failed", StepName::ALL[i]),
+                        Some(reporter),
+                    );
+                    return;
+                }
+            }
+        }
+        let mut gates: Vec<(usize, Gate)> = Vec::new();
+        let mut failure: Option<(usize, StepError)> = None;
+        for i in todo {
+            if self.halt_on_failure(policy, reporter) {
+                break;
+            }
+            let Plan::Change(change) = self.plans[i].plan.clone() else {
+                continue;
+            };
+            self.state = HostState::Changing(StepName::ALL[i]);
+            match self
+                .apply_change(session, i, &change, policy, reporter)
+                .await
+            {
+                Ok(()) => {
+                    let summary = change.summary.join("; ");
+                    self.finish(i, Status::Changed, summary, Some(reporter));
+                    gates.extend(
+                        change
+                            .restart
+                            .map(|r| r.gate)
+                            .or(change.gate)
+                            .map(|g| (i, g)),
+                    );
+                }
+                Err(e) => {
+                    failure = Some((i, e));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && !policy.min_healthy.is_zero() && !gates.is_empty() {
+            self.state = HostState::Gated;
+            failure = self.watch(session, &gates, policy).await.err();
+        }
+        match failure {
+            Some((i, why)) => {
+                self.fail_and_revert(session, i, why, policy, reporter)
+                    .await
+            }
+            None => self.settle(session, policy, reporter).await,
+        }
+    }
+
+    /// The host went through: its history says so, and what older runs
+    /// kept for rollback goes.
+    async fn settle<C: Connector>(
+        &mut self,
+        session: &HostSession<C>,
+        policy: &Policy,
+        reporter: &dyn Reporter,
+    ) {
+        if self.results.iter().any(Option::is_none) || self.cut_short {
+            // Stopped part way: the history keeps the run open.
+            self.state = HostState::Done;
+            return;
+        }
+        let run = self.history_run(policy).to_string();
+        let script = match policy.mode {
+            Mode::Apply if self.applied.iter().any(|a| !a.records.is_empty()) => Some(
+                remote::history::commit(&policy.layout, &run, policy.command_timeout),
+            ),
+            Mode::Rollback if self.target_run.is_some() => Some(remote::history::set_state(
+                &policy.layout,
+                &run,
+                crate::history::RunState::RolledBack,
+                policy.command_timeout,
+            )),
+            _ => None,
+        };
+        if let Some(script) = script
+            && let Err(e) = session.run(&script, Stdin::Empty).await
+        {
+            reporter.event(Event::Notice(&format!(
+                "{}: could not update the run history: {e}",
+                self.agent.name
+            )));
+        }
+        self.state = HostState::Done;
+    }
+
+    /// Marks the rest skipped when an earlier step failed, or the run is
+    /// being interrupted; true if so.
+    pub(super) fn halt_on_failure(&mut self, policy: &Policy, reporter: &dyn Reporter) -> bool {
+        if let Some(first) = self.first_failure() {
+            self.skip_rest(&format!("not run: {first} failed"), Some(reporter));
+            return true;
+        }
+        if policy.stop.requested() {
+            self.skip_rest(INTERRUPTED, None);
+            return true;
+        }
+        false
+    }
+
+    pub fn into_report(self) -> HostReport {
+        let steps = self
+            .results
+            .into_iter()
+            .zip(StepName::ALL)
+            .map(|(r, step)| {
+                r.unwrap_or(StepResult {
+                    step,
+                    status: Status::Skipped,
+                    message: "not run".into(),
+                    restarted: false,
+                    restarts: 0,
+                })
+            })
+            .collect();
+        HostReport {
+            host: self.agent.name,
+            steps,
+        }
+    }
+}

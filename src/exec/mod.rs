@@ -1,0 +1,479 @@
+//! The executor: preflight every host, stage in parallel, then change in
+//! rolling batches under a failure budget, with a lock heartbeat and a
+//! journal for `--resume`. Each host's outcome is a value in the report;
+//! one host's failure never aborts the others mid-step.
+//!
+//! Signals: the first Ctrl-C or SIGTERM cuts preflight short (nothing is
+//! touched there), lets every host finish the step it is in, and starts
+//! nothing new; the second cuts everything off. Either way the journal is
+//! saved, the locks are released where the agents can be reached, and the
+//! report is printed.
+
+mod batches;
+mod change;
+mod error;
+mod gates;
+mod heartbeat;
+mod host;
+mod phase;
+mod preflight;
+mod record;
+mod revert;
+mod session;
+mod unlock;
+
+pub use unlock::{Unlocked, unlock};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::desired::Desired;
+use crate::inventory::{Agent, FailureBudget, RolloutConfig};
+use crate::journal::{Journal, JournalStatus, JournalStep, RunState};
+use crate::layout::Layout;
+use crate::remote;
+use crate::report::{Event, Halt, Report, Reporter, Status, StepResult};
+use crate::shutdown::Shutdown;
+use crate::transport::{Connector, Stdin};
+
+use heartbeat::Fleet;
+use host::{HostRun, Policy};
+use phase::{Cut, Ended};
+pub use preflight::LockRequest;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    /// Probe and plan; write nothing.
+    Plan,
+    /// Take back the last apply, from each host's run history.
+    Rollback,
+}
+
+pub struct Options {
+    /// How many hosts are worked on at once.
+    pub forks: usize,
+    pub mode: Mode,
+    pub lock: LockRequest,
+    /// Stop after the canary batch has proved healthy.
+    pub pause_after_canary: bool,
+    pub rollout: RolloutConfig,
+    pub shutdown: Shutdown,
+    /// The journal to keep (apply only), and where it is saved.
+    pub journal: Option<(Journal, PathBuf)>,
+    pub layout: Layout,
+}
+
+static INTERNAL_ERROR: AtomicBool = AtomicBool::new(false);
+
+/// A host's task panicked: the run goes on, and ends with exit 1.
+pub fn note_internal_error() {
+    INTERNAL_ERROR.store(true, Ordering::SeqCst);
+}
+
+pub fn internal_error_happened() -> bool {
+    INTERNAL_ERROR.load(Ordering::SeqCst)
+}
+
+/// How long the final lock release may take, whatever the agents do.
+const RELEASE_DEADLINE: Duration = Duration::from_secs(20);
+
+fn failed_hosts(runs: &[HostRun]) -> Vec<&str> {
+    runs.iter()
+        .filter(|r| r.failed())
+        .map(|r| r.agent.name.as_str())
+        .collect()
+}
+
+/// Returns why the rollout must stop, if more hosts failed than allowed.
+/// Failures add up over the whole run; unreachable hosts count too.
+fn over_budget(runs: &[HostRun], budget: &FailureBudget) -> Option<String> {
+    let failed = failed_hosts(runs);
+    let allowed = budget.allowed(runs.len());
+    (failed.len() > allowed).then(|| {
+        format!(
+            "{} of {} host(s) failed ({}), more than rollout.max_failures ({budget}) allows",
+            failed.len(),
+            runs.len(),
+            failed.join(", ")
+        )
+    })
+}
+
+/// A host that an interrupted run already finished: `--resume` reports it
+/// from the journal and leaves it alone.
+fn resumed(index: usize, agent: Agent, steps: &[JournalStep]) -> HostRun {
+    let mut run = HostRun::waiting(index, agent);
+    for (slot, step) in run.results.iter_mut().zip(steps) {
+        let status = match step.status {
+            JournalStatus::Changed => Status::Changed,
+            JournalStatus::Skipped => Status::Skipped,
+            _ => Status::Ok,
+        };
+        *slot = Some(StepResult {
+            step: step.step,
+            status,
+            message: if step.message.is_empty() {
+                "(earlier run)".to_string()
+            } else {
+                format!("{} (earlier run)", step.message)
+            },
+            restarted: false,
+            restarts: 0,
+        });
+    }
+    run.resumed = true;
+    run
+}
+
+/// Runs the whole rollout over `hosts` (agent with its desired state).
+/// `done` holds the hosts a resumed run finished, with their journal steps.
+pub async fn run<C: Connector>(
+    connector: Arc<C>,
+    hosts: Vec<(Agent, Desired)>,
+    done: BTreeMap<String, Vec<JournalStep>>,
+    mut opts: Options,
+    reporter: Arc<dyn Reporter>,
+) -> Report {
+    let selected = hosts.len();
+    let resumed_hosts = done.len();
+    let mode = opts.mode;
+    let dry_run = mode == Mode::Plan;
+    let rollout = &opts.rollout;
+    let policy = Policy {
+        mode,
+        health_timeout: rollout.health_timeout,
+        min_healthy: rollout.min_healthy,
+        command_timeout: rollout.command_timeout,
+        pull_timeout: rollout.pull_timeout,
+        // A rollback has nothing of its own to take back.
+        revert: rollout.revert && mode == Mode::Apply,
+        stop: opts.shutdown.clone(),
+        layout: opts.layout.clone(),
+        run_id: opts.lock.owner.id.clone(),
+    };
+    let record = record::Record::shared(opts.journal.take(), reporter.clone());
+    let fleet = Arc::new(Fleet::new(selected));
+    let beat = (!dry_run).then(|| {
+        let record = record.clone();
+        heartbeat::start(
+            fleet.clone(),
+            opts.lock.owner.id.clone(),
+            policy.command_timeout,
+            opts.forks,
+            reporter.clone(),
+            Box::new(move || record.lock().unwrap_or_else(|p| p.into_inner()).touch()),
+        )
+    });
+
+    let mut runs: Vec<HostRun> = Vec::with_capacity(selected);
+    let mut wants: Vec<Option<Desired>> = Vec::with_capacity(selected);
+    let mut todo = Vec::new();
+    for (i, (agent, want)) in hosts.into_iter().enumerate() {
+        match done.get(&agent.name) {
+            Some(steps) => {
+                runs.push(resumed(i, agent, steps));
+                wants.push(None);
+            }
+            None => {
+                runs.push(HostRun::waiting(i, agent));
+                wants.push(Some(want));
+                todo.push(i);
+            }
+        }
+    }
+    record::save(&record, &runs, RunState::Running);
+
+    // Preflight. Nothing is touched on a host here, so the first signal
+    // cuts it short at once.
+    reporter.event(Event::PreflightStarted { hosts: todo.len() });
+    let wants = Arc::new(wants);
+    let preflight = Arc::new(PreflightArgs {
+        connector,
+        mode,
+        lock: opts.lock.clone(),
+        layout: opts.layout.clone(),
+        deadline: policy.command_timeout,
+        reporter: reporter.clone(),
+        fleet: fleet.clone(),
+    });
+    let mut stopping = opts.shutdown.clone();
+    let ended = phase::run(
+        &mut runs,
+        &todo,
+        opts.forks,
+        &fleet,
+        async move { stopping.stopping().await },
+        Cut::NotStarted(host::INTERRUPTED),
+        |run, _| {
+            let (args, wants) = (preflight.clone(), wants.clone());
+            async move {
+                let i = run.index;
+                let want = wants[i]
+                    .clone()
+                    .expect("a host to probe has a desired state");
+                let p = preflight::Preflight {
+                    connector: args.connector.clone(),
+                    mode: args.mode,
+                    lock: &args.lock,
+                    layout: &args.layout,
+                    deadline: args.deadline,
+                    reporter: args.reporter.clone(),
+                };
+                p.host(i, run.agent, want, &args.fleet.hosts[i]).await
+            }
+        },
+    )
+    .await;
+    for run in runs.iter().filter(|r| r.plans.is_empty() && !r.resumed) {
+        if let Some(step) = run.results.iter().flatten().next() {
+            reporter.event(Event::StepFinished {
+                host: &run.agent.name,
+                step: step.step,
+                status: step.status,
+                message: &step.message,
+            });
+        }
+    }
+
+    let budget = &opts.rollout.max_failures;
+    let mut halt = if ended == Ended::Cut || opts.shutdown.requested() {
+        Some(Halt::Interrupted("interrupted during preflight".into()))
+    } else {
+        over_budget(&runs, budget).map(Halt::Preflight)
+    };
+    if let Some(Halt::Preflight(why)) = &halt
+        && !dry_run
+    {
+        reporter.event(Event::Notice(&format!("stopping before any change: {why}")));
+        for run in &mut runs {
+            run.skip_rest("not started: too many hosts failed preflight", None);
+        }
+    }
+
+    if halt.is_none() && !dry_run {
+        halt = roll_out(
+            &mut runs,
+            &fleet,
+            &opts,
+            &policy,
+            &reporter,
+            &record,
+            resumed_hosts,
+        )
+        .await;
+    }
+    if let Some(Halt::Interrupted(why) | Halt::Budget(why) | Halt::Paused(why)) = &halt
+        && !dry_run
+    {
+        reporter.event(Event::Notice(&format!("rollout stopped: {why}")));
+        let note = match halt {
+            Some(Halt::Interrupted(_)) => host::INTERRUPTED,
+            _ => "not run: the rollout stopped",
+        };
+        for run in &mut runs {
+            run.skip_rest(note, None);
+        }
+    }
+    if let Some(Halt::Aborted(why)) = &halt {
+        reporter.event(Event::Notice(&format!("aborted: {why}")));
+    }
+
+    if let Some(beat) = beat {
+        beat.stop().await;
+    }
+    let state = match &halt {
+        None => RunState::Finished,
+        Some(Halt::Interrupted(_)) => RunState::Interrupted,
+        Some(Halt::Aborted(_)) => RunState::Aborted,
+        Some(_) if dry_run => RunState::Finished,
+        Some(_) => RunState::Stopped,
+    };
+    record::save(&record, &runs, state);
+    release_locks(&fleet, &policy, &reporter).await;
+    Report {
+        dry_run,
+        hosts: runs.into_iter().map(HostRun::into_report).collect(),
+        halt,
+    }
+}
+
+/// What every host's preflight shares.
+struct PreflightArgs<C: Connector> {
+    connector: Arc<C>,
+    mode: Mode,
+    lock: LockRequest,
+    layout: Layout,
+    deadline: Duration,
+    reporter: Arc<dyn Reporter>,
+    fleet: Arc<Fleet<C>>,
+}
+
+/// Stage, then the batches. Returns why the rollout stopped early.
+async fn roll_out<C: Connector>(
+    runs: &mut [HostRun],
+    fleet: &Arc<Fleet<C>>,
+    opts: &Options,
+    policy: &Policy,
+    reporter: &Arc<dyn Reporter>,
+    record: &record::SharedRecord,
+    resumed_hosts: usize,
+) -> Option<Halt> {
+    let budget = &opts.rollout.max_failures;
+    let selected = runs.len();
+    let aborted = || {
+        let mut stop = opts.shutdown.clone();
+        async move { stop.aborted().await }
+    };
+    let abort_halt = |during: &str| Some(Halt::Aborted(format!("stopped at once during {during}")));
+
+    let staging: Vec<usize> = (0..runs.len())
+        .filter(|&i| fleet.get(i).is_some() && !runs[i].failed() && runs[i].has_staging())
+        .collect();
+    if !staging.is_empty() {
+        reporter.event(Event::StageStarted {
+            hosts: staging.len(),
+        });
+        let ended = phase::run(
+            runs,
+            &staging,
+            opts.forks,
+            fleet,
+            aborted(),
+            Cut::Unknown,
+            |mut run, session| {
+                let (policy, reporter) = (policy.clone(), reporter.clone());
+                async move {
+                    let session = session.expect("a staged host is connected");
+                    run.stage(&session, &policy, reporter.as_ref()).await;
+                    run
+                }
+            },
+        )
+        .await;
+        record::save(record, runs, RunState::Running);
+        if ended == Ended::Cut {
+            return abort_halt("staging");
+        }
+    }
+    if opts.shutdown.requested() {
+        return Some(Halt::Interrupted("interrupted while staging".into()));
+    }
+    if let Some(why) = over_budget(runs, budget) {
+        return Some(Halt::Budget(format!("{why}; no batch was started")));
+    }
+
+    let work: Vec<(usize, Option<&str>)> = (0..runs.len())
+        .filter(|&i| runs[i].has_batch_work())
+        .map(|i| (i, runs[i].agent.zone.as_deref()))
+        .collect();
+    // A resumed run does not repeat a canary the earlier run passed.
+    let mut plan = opts.rollout.clone();
+    if resumed_hosts >= plan.canary {
+        plan.canary = 0;
+    }
+    let batches = batches::split(&work, &plan, selected);
+    let total = batches.len();
+    for (index, batch) in batches.iter().enumerate() {
+        if opts.shutdown.requested() {
+            return Some(Halt::Interrupted(format!(
+                "interrupted before batch {} of {total}",
+                index + 1
+            )));
+        }
+        let names: Vec<String> = batch
+            .hosts
+            .iter()
+            .map(|&i| runs[i].agent.name.clone())
+            .collect();
+        reporter.event(Event::BatchStarted {
+            index: index + 1,
+            total,
+            canary: batch.canary,
+            hosts: &names,
+        });
+        let ended = phase::run(
+            runs,
+            &batch.hosts,
+            opts.forks,
+            fleet,
+            aborted(),
+            Cut::Unknown,
+            |mut run, session| {
+                let (policy, reporter) = (policy.clone(), reporter.clone());
+                async move {
+                    match session {
+                        Some(session) => run.roll(&session, &policy, reporter.as_ref()).await,
+                        None => run.mark_failed(Status::Unreachable, "not connected"),
+                    }
+                    run
+                }
+            },
+        )
+        .await;
+        record::save(record, runs, RunState::Running);
+        if ended == Ended::Cut {
+            return abort_halt(&format!("batch {} of {total}", index + 1));
+        }
+        if let Some(why) = over_budget(runs, budget) {
+            return Some(Halt::Budget(format!(
+                "{why}; stopped after batch {} of {total}",
+                index + 1
+            )));
+        }
+        if batch.canary && opts.pause_after_canary && index + 1 < total {
+            return Some(Halt::Paused(format!(
+                "paused after the canary batch ({}) as asked; run apply --resume to go on",
+                names.join(", ")
+            )));
+        }
+        if opts.shutdown.requested() {
+            return Some(Halt::Interrupted(format!(
+                "interrupted during batch {} of {total}",
+                index + 1
+            )));
+        }
+    }
+    None
+}
+
+/// Releases this run's locks on every host it holds one on, connecting
+/// again where the connection dropped, within [`RELEASE_DEADLINE`]; then
+/// closes every connection.
+async fn release_locks<C: Connector>(
+    fleet: &Fleet<C>,
+    policy: &Policy,
+    reporter: &Arc<dyn Reporter>,
+) {
+    let release = futures::future::join_all(fleet.sessions().map(|session| async move {
+        if session.locked() {
+            let script = remote::lock::release(&policy.run_id, policy.command_timeout);
+            let mut result = session.run(&script, Stdin::Empty).await;
+            if matches!(result, Err(error::StepError::Unreachable(_))) {
+                result = match session.reconnect().await {
+                    Ok(()) => session.run(&script, Stdin::Empty).await,
+                    Err(e) => Err(e),
+                };
+            }
+            match result {
+                Ok(_) => session.set_locked(false),
+                Err(e) => reporter.event(Event::Notice(&format!(
+                    "{}: could not release the agent's lock: {e}",
+                    session.agent.name
+                ))),
+            }
+        }
+        session.close().await;
+    }));
+    if tokio::time::timeout(RELEASE_DEADLINE, release)
+        .await
+        .is_err()
+    {
+        reporter.event(Event::Notice(
+            "gave up releasing locks after 20s; they go stale on their own",
+        ));
+    }
+}

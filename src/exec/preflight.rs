@@ -1,0 +1,152 @@
+//! Preflight of one host: connect, take the host's lock, read its facts in
+//! one round trip, and plan every step from them.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use super::Mode;
+use super::host::HostRun;
+use super::session::HostSession;
+use crate::desired::Desired;
+use crate::facts;
+use crate::inventory::Agent;
+use crate::layout::Layout;
+use crate::lock::{self, LockOwner, LockState};
+use crate::remote;
+use crate::report::{Event, Reporter, Status};
+use crate::steps;
+use crate::transport::{Connector, Stdin};
+
+/// Who this run is, for the host locks.
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    pub owner: LockOwner,
+    /// The interrupted run that `--resume` continues: its locks are ours.
+    pub takeover_from: Option<String>,
+}
+
+/// What preflight needs besides the host itself.
+pub struct Preflight<'a, C: Connector> {
+    pub connector: Arc<C>,
+    pub mode: Mode,
+    pub lock: &'a LockRequest,
+    pub layout: &'a Layout,
+    pub deadline: Duration,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+impl<C: Connector> Preflight<'_, C> {
+    /// Connects to and probes host `index`. Its session goes into `slot`
+    /// as soon as it exists, so that the run can release the lock whatever
+    /// happens next.
+    pub async fn host(
+        &self,
+        index: usize,
+        agent: Agent,
+        want: Desired,
+        slot: &OnceLock<Arc<HostSession<C>>>,
+    ) -> HostRun {
+        let session = match HostSession::connect(self.connector.clone(), agent.clone()).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let status = if e.is_unreachable() {
+                    Status::Unreachable
+                } else {
+                    Status::Failed
+                };
+                return HostRun::unreachable(index, agent, status, e.to_string());
+            }
+        };
+        let _ = slot.set(session.clone());
+        self.reporter.event(Event::Connected { host: &agent.name });
+        let fail =
+            |status: Status, why: String| HostRun::unreachable(index, agent.clone(), status, why);
+
+        // `plan` only looks at the lock; apply and rollback take it before
+        // any fact is read, so that what they plan from cannot change under
+        // them.
+        if let Err((status, why)) = self.lock(&session).await {
+            return fail(status, why);
+        }
+        let probe = remote::probe::probe(&want, self.layout, self.deadline);
+        let facts = match session.run_raw(&probe, Stdin::Empty).await {
+            Err(e) => return fail(e.status(), e.to_string()),
+            Ok(out) => match facts::parse(out.exit_status, &out.stdout, &out.stderr) {
+                Ok(f) => f,
+                Err(e) => return fail(Status::Failed, e.to_string()),
+            },
+        };
+        let (plans, target) = match self.mode {
+            Mode::Rollback => (
+                steps::rollback::plan(&agent, &facts),
+                facts.history.rollback_target().map(|r| r.run.clone()),
+            ),
+            Mode::Apply | Mode::Plan => (steps::plan_host(&agent, &want, &facts), None),
+        };
+        let mut run = HostRun::planned(index, agent, plans, self.mode == Mode::Plan);
+        run.set_target_run(target);
+        run
+    }
+
+    async fn lock(&self, session: &HostSession<C>) -> Result<(), (Status, String)> {
+        let name = &session.agent.name;
+        let mut takeover = self.lock.takeover_from.clone();
+        for _ in 0..2 {
+            let script = match self.mode {
+                Mode::Plan => remote::lock::check(self.deadline),
+                Mode::Apply | Mode::Rollback => {
+                    remote::lock::acquire(&self.lock.owner, takeover.as_deref(), self.deadline)
+                }
+            };
+            let out = session
+                .run_raw(&script, Stdin::Empty)
+                .await
+                .map_err(|e| (e.status(), e.to_string()))?;
+            let state = lock::parse(&String::from_utf8_lossy(&out.stdout)).map_err(|e| {
+                let why = if out.success() {
+                    e.to_string()
+                } else {
+                    format!("cannot take the agent's lock: {}", out.error_tail())
+                };
+                (Status::Failed, why)
+            })?;
+            match state {
+                LockState::Acquired => {
+                    session.set_locked(true);
+                    return Ok(());
+                }
+                LockState::Free => return Ok(()),
+                LockState::StaleReplaced(holder) => {
+                    session.set_locked(true);
+                    self.reporter.event(Event::Notice(&format!(
+                        "{name}: took over a stale lock ({holder})"
+                    )));
+                    return Ok(());
+                }
+                // A run of this machine whose process is gone holds it:
+                // stale at once.
+                LockState::Held(holder)
+                    if self.mode != Mode::Plan && holder.dead_here() && takeover.is_none() =>
+                {
+                    self.reporter.event(Event::Notice(&format!(
+                        "{name}: the lock's run is no longer alive on this machine; taking it over ({holder})"
+                    )));
+                    takeover = Some(holder.owner.clone());
+                }
+                LockState::Held(holder) => {
+                    let why = match self.mode {
+                        Mode::Plan => {
+                            format!("another rollout is working on this agent, {holder}")
+                        }
+                        _ => format!("refused: another rollout is working on this agent, {holder}"),
+                    };
+                    return Err((Status::Failed, why));
+                }
+            }
+        }
+        Err((
+            Status::Failed,
+            "refused: the agent's lock could not be taken over".into(),
+        ))
+    }
+}

@@ -1,0 +1,155 @@
+//! One host's connection as the executor uses it: every command goes
+//! through here with its deadline, a dropped connection is told apart
+//! from a failed command, and the connection can be made again (a revert
+//! and the final lock release do so). It also carries whether this run
+//! still holds the host's lock.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::inventory::Agent;
+use crate::remote::{Script, TIMED_OUT_EXITS};
+use crate::transport::{Connector, ExecOutput, Stdin, Transport, TransportError};
+
+use super::error::StepError;
+
+pub struct HostSession<C: Connector> {
+    pub agent: Agent,
+    connector: Arc<C>,
+    conn: tokio::sync::Mutex<Option<Arc<C::Session>>>,
+    /// This run holds the host's lock.
+    locked: AtomicBool,
+    /// Why this run must not touch the host any more, once it must not.
+    lost: Mutex<Option<String>>,
+}
+
+fn transport_error(e: TransportError, script: &Script) -> StepError {
+    match e {
+        TransportError::TimedOut { .. } => StepError::TimedOut {
+            what: script.what.clone(),
+            after: script.deadline,
+        },
+        e if e.is_unreachable() => StepError::Unreachable(e.to_string()),
+        e => StepError::Failed(e.to_string()),
+    }
+}
+
+impl<C: Connector> HostSession<C> {
+    pub async fn connect(connector: Arc<C>, agent: Agent) -> Result<Self, TransportError> {
+        let session = connector.connect(&agent).await?;
+        Ok(HostSession {
+            agent,
+            connector,
+            conn: tokio::sync::Mutex::new(Some(Arc::new(session))),
+            locked: AtomicBool::new(false),
+            lost: Mutex::new(None),
+        })
+    }
+
+    fn sudo(&self) -> bool {
+        self.agent.ssh.needs_sudo()
+    }
+
+    async fn current(&self) -> Option<Arc<C::Session>> {
+        let conn = self.conn.lock().await;
+        conn.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    /// Runs a script; any exit status is returned as it is. Only a dropped
+    /// connection or a deadline is an error.
+    pub async fn run_raw(
+        &self,
+        script: &Script,
+        stdin: Stdin<'_>,
+    ) -> Result<ExecOutput, StepError> {
+        let Some(conn) = self.current().await else {
+            return Err(StepError::Unreachable(
+                "the connection to the agent is gone".into(),
+            ));
+        };
+        let result = conn
+            .exec(
+                &script.command_line(self.sudo()),
+                stdin,
+                script.client_deadline(),
+            )
+            .await;
+        match result {
+            Ok(out)
+                if out
+                    .exit_status
+                    .is_some_and(|c| TIMED_OUT_EXITS.contains(&c)) =>
+            {
+                Err(StepError::TimedOut {
+                    what: script.what.clone(),
+                    after: script.deadline,
+                })
+            }
+            Ok(out) => Ok(out),
+            Err(e) => {
+                let e = transport_error(e, script);
+                if matches!(e, StepError::Unreachable(_)) {
+                    *self.conn.lock().await = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs a script that must succeed: a non-zero exit is a failure that
+    /// carries the command's stderr tail.
+    pub async fn run(&self, script: &Script, stdin: Stdin<'_>) -> Result<ExecOutput, StepError> {
+        let out = self.run_raw(script, stdin).await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(StepError::Failed(out.error_tail()))
+        }
+    }
+
+    /// Makes sure there is a live connection, connecting again if the old
+    /// one dropped.
+    pub async fn reconnect(&self) -> Result<(), StepError> {
+        let mut conn = self.conn.lock().await;
+        if conn.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        match self.connector.connect(&self.agent).await {
+            Ok(session) => {
+                *conn = Some(Arc::new(session));
+                Ok(())
+            }
+            Err(e) => Err(StepError::Unreachable(format!("connecting again: {e}"))),
+        }
+    }
+
+    pub fn set_locked(&self, locked: bool) {
+        self.locked.store(locked, Ordering::SeqCst);
+    }
+
+    pub fn locked(&self) -> bool {
+        self.locked.load(Ordering::SeqCst)
+    }
+
+    /// From now on nothing more is done on the host.
+    pub fn lose_lock(&self, why: String) {
+        self.set_locked(false);
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        lost.get_or_insert(why);
+    }
+
+    /// Err when this run may no longer touch the host.
+    pub fn touchable(&self) -> Result<(), StepError> {
+        match self.lost.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(why) => Err(StepError::LockLost(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take() {
+            conn.close().await;
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Health gates on the agent, and how their answers are read. A gate
+//! passes when its service answers and is the same process it was the
+//! last time it was looked at: a systemd unit's MainPID, NRestarts and
+//! ActiveEnterTimestampMonotonic, a container's Id, RestartCount and
+//! StartedAt. A unit with Restart=always that dies and comes back, or a
+//! container docker keeps restarting, answers now and then but never
+//! keeps its identity.
+//!
+//! All of a host's gates are checked in one command, so a poll costs one
+//! round trip whatever the number of gates.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::Script;
+use super::service::journal_tail;
+use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT};
+use crate::shell::Cmd;
+use crate::steps::Gate;
+
+/// The unit properties that say which process the unit is.
+const UNIT_PROPERTIES: &str =
+    "ActiveState,SubState,MainPID,NRestarts,ActiveEnterTimestampMonotonic";
+const UNIT_IDENTITY: [&str; 3] = ["MainPID", "NRestarts", "ActiveEnterTimestampMonotonic"];
+const CONTAINER_IDENTITY: [&str; 3] = ["Id", "RestartCount", "StartedAt"];
+
+/// Who answered a gate: when any of these change while the service is
+/// watched, it restarted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub service: String,
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Identity {
+    /// `None` when `later` is the same process; otherwise what changed.
+    pub fn changed(&self, later: &Identity) -> Option<String> {
+        let diffs: Vec<String> = self
+            .fields
+            .iter()
+            .zip(&later.fields)
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|((k, a), (_, b))| format!("{k} {a} -> {b}"))
+            .collect();
+        (!diffs.is_empty()).then(|| format!("{} restarted ({})", self.service, diffs.join(", ")))
+    }
+}
+
+fn unit_check(unit: &str) -> String {
+    format!(
+        "st=$({show}); printf '%s\\n' \"$st\"\n\
+         if ! printf '%s\\n' \"$st\" | grep -qx 'ActiveState=active'; then {journal}; exit 1; fi\n",
+        show = Cmd::new("systemctl")
+            .arg("show")
+            .arg("-p")
+            .arg(UNIT_PROPERTIES)
+            .arg("--")
+            .arg(format!("{unit}.service")),
+        journal = journal_tail(unit),
+    )
+}
+
+fn curl(url: &str, unit: &str) -> String {
+    // --globoff: an IPv6 address in brackets is not a glob range.
+    format!(
+        "if ! {}; then {}; exit 1; fi\n",
+        Cmd::new("curl")
+            .arg("-fsS")
+            .arg("--globoff")
+            .arg("--max-time")
+            .arg("3")
+            .arg("-o")
+            .arg("/dev/null")
+            .arg("--")
+            .arg(url),
+        journal_tail(unit),
+    )
+}
+
+/// One check of one gate, as a block of shell. Exit 0 is needed but not
+/// enough: `reading` reads what it printed.
+fn check(gate: &Gate) -> String {
+    match gate {
+        Gate::EtcdGateway => format!(
+            "{}{}",
+            unit_check(ETCD_PROXY_UNIT),
+            curl("http://127.0.0.1:2379/health", ETCD_PROXY_UNIT)
+        ),
+        Gate::Docker { .. } => format!(
+            "{}printf 'ClusterStore='\nif ! {}; then {}; exit 1; fi\n",
+            unit_check(DOCKER_UNIT),
+            Cmd::new("docker")
+                .arg("info")
+                .arg("--format")
+                .arg("{{json .ClusterStore}}"),
+            journal_tail(DOCKER_UNIT),
+        ),
+        Gate::Mesos {
+            unit,
+            address,
+            port,
+        } => {
+            let host = if address.contains(':') {
+                format!("[{address}]")
+            } else {
+                address.clone()
+            };
+            format!(
+                "{}{}",
+                unit_check(unit),
+                curl(&format!("http://{host}:{port}/health"), unit)
+            )
+        }
+        Gate::Container { name } => format!(
+            "{}\n",
+            Cmd::new("docker")
+                .arg("inspect")
+                .arg("--type")
+                .arg("container")
+                .arg("--format")
+                .arg("{{json .}}")
+                .arg("--")
+                .arg(name)
+        ),
+    }
+}
+
+/// Every gate checked in one command: one line per gate, `gate EXIT
+/// STDOUT STDERR` (base64).
+pub fn gates(gates: &[Gate], deadline: Duration) -> Script {
+    let mut s = String::from("e=$(mktemp)\ntrap 'rm -f -- \"$e\"' EXIT\n");
+    for gate in gates {
+        s.push_str(&format!(
+            "o=$( {{ {}}} 2>\"$e\" ); r=$?\n\
+             printf 'gate %s %s %s\\n' \"$r\" \"$(printf '%s' \"$o\" | base64 | tr -d '\\n')\" \"$(base64 < \"$e\" | tr -d '\\n')\"\n",
+            check(gate)
+        ));
+    }
+    Script::new("the health checks", deadline, s)
+}
+
+/// Reads what `gates` printed: per gate, who answered, or why it is not
+/// healthy.
+pub fn readings(gates: &[Gate], stdout: &[u8]) -> Vec<Result<Identity, String>> {
+    let text = String::from_utf8_lossy(stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("gate "));
+    gates
+        .iter()
+        .map(|gate| {
+            let line = lines.next().ok_or("the health check gave no answer")?;
+            let mut parts = line.splitn(4, ' ').skip(1);
+            let code = parts.next().unwrap_or_default();
+            let decode = |p: Option<&str>| {
+                crate::facts::base64_decode(p.unwrap_or_default()).unwrap_or_default()
+            };
+            let out = decode(parts.next());
+            let err = decode(parts.next());
+            reading(gate, code == "0", &out, &err)
+        })
+        .collect()
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+fn properties(out: &str) -> BTreeMap<&str, &str> {
+    out.lines().filter_map(|l| l.split_once('=')).collect()
+}
+
+fn unit_identity(unit: &str, props: &BTreeMap<&str, &str>) -> Identity {
+    Identity {
+        service: unit.to_string(),
+        fields: UNIT_IDENTITY
+            .iter()
+            .map(|&k| (k, props.get(k).copied().unwrap_or_default().to_string()))
+            .collect(),
+    }
+}
+
+/// One gate's verdict from its check's exit status and output.
+pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity, String> {
+    let text = String::from_utf8_lossy(out);
+    let props = properties(&text);
+    let unit = match gate {
+        Gate::EtcdGateway => Some(ETCD_PROXY_UNIT),
+        Gate::Docker { .. } => Some(DOCKER_UNIT),
+        Gate::Mesos { unit, .. } => Some(unit.as_str()),
+        Gate::Container { .. } => None,
+    };
+    if !ok {
+        let why = tail(err);
+        let state = props.get("ActiveState").copied().unwrap_or_default();
+        return Err(match (unit, state) {
+            (Some(unit), s) if !s.is_empty() && s != "active" => {
+                let sub = props.get("SubState").copied().unwrap_or_default();
+                if why.is_empty() {
+                    format!("{unit} is {s} ({sub})")
+                } else {
+                    format!("{unit} is {s} ({sub}): {why}")
+                }
+            }
+            _ if why.is_empty() => "the check failed".to_string(),
+            _ => why,
+        });
+    }
+    match gate {
+        Gate::Docker { cluster_store } => {
+            let store = props.get("ClusterStore").copied().unwrap_or_default();
+            let got: String = serde_json::from_str(store).unwrap_or_default();
+            if let Some(want) = cluster_store
+                && &got != want
+            {
+                return Err(format!(
+                    "docker runs with cluster store {got:?}, not {want:?}"
+                ));
+            }
+            Ok(unit_identity(DOCKER_UNIT, &props))
+        }
+        Gate::EtcdGateway | Gate::Mesos { .. } => {
+            Ok(unit_identity(unit.expect("a unit gate"), &props))
+        }
+        Gate::Container { name } => {
+            let c: serde_json::Value = serde_json::from_slice(out)
+                .map_err(|e| format!("cannot read docker inspect for {name}: {e}"))?;
+            let state = &c["State"];
+            if state["Restarting"].as_bool() == Some(true) {
+                return Err(format!(
+                    "{name} is restarting: it exited with {} and docker restarted it {} time(s)",
+                    state["ExitCode"], c["RestartCount"]
+                ));
+            }
+            if state["Running"].as_bool() != Some(true) {
+                return Err(format!(
+                    "{name} is {} (exit code {})",
+                    state["Status"].as_str().unwrap_or("not running"),
+                    state["ExitCode"]
+                ));
+            }
+            let field = |k: &str| match &c[k] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => match &state[k] {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                other => other.to_string(),
+            };
+            Ok(Identity {
+                service: name.clone(),
+                fields: CONTAINER_IDENTITY.iter().map(|&k| (k, field(k))).collect(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::testing::{sh_with_path, stub};
+
+    fn container_json(restarting: bool, running: bool, count: u32, started: &str) -> String {
+        serde_json::json!({
+            "Id": "c1", "RestartCount": count,
+            "State": {"Running": running, "Restarting": restarting, "Status": if restarting {"restarting"} else if running {"running"} else {"exited"},
+                      "ExitCode": if running && !restarting {0} else {1}, "StartedAt": started}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_restarting_container_never_passes() {
+        let node = Gate::Container {
+            name: "calico-node".into(),
+        };
+        let up = reading(
+            &node,
+            true,
+            container_json(false, true, 0, "t1").as_bytes(),
+            b"",
+        )
+        .unwrap();
+        assert_eq!(up.fields[1], ("RestartCount", "0".to_string()));
+        assert_eq!(up.fields[2], ("StartedAt", "t1".to_string()));
+        let e = reading(
+            &node,
+            true,
+            container_json(true, true, 3, "t2").as_bytes(),
+            b"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("is restarting") && e.contains("3 time(s)"),
+            "{e}"
+        );
+        let e = reading(
+            &node,
+            true,
+            container_json(false, false, 0, "t1").as_bytes(),
+            b"",
+        )
+        .unwrap_err();
+        assert_eq!(e, "calico-node is exited (exit code 1)");
+        // Between two crashes docker shows it running again: the identity
+        // tells.
+        let later = reading(
+            &node,
+            true,
+            container_json(false, true, 4, "t9").as_bytes(),
+            b"",
+        )
+        .unwrap();
+        assert_eq!(
+            up.changed(&later).unwrap(),
+            "calico-node restarted (RestartCount 0 -> 4, StartedAt t1 -> t9)"
+        );
+        assert_eq!(up.changed(&up.clone()), None);
+        let e = reading(
+            &node,
+            false,
+            b"",
+            b"Error: No such container: calico-node\n",
+        )
+        .unwrap_err();
+        assert_eq!(e, "Error: No such container: calico-node");
+    }
+
+    #[test]
+    fn units_are_read_from_systemctl_show_in_any_order() {
+        let docker = Gate::Docker {
+            cluster_store: Some("etcd://127.0.0.1:2379".into()),
+        };
+        let out = b"NRestarts=0\nActiveState=active\nSubState=running\nMainPID=42\nActiveEnterTimestampMonotonic=123\nClusterStore=\"etcd://127.0.0.1:2379\"\n";
+        let id = reading(&docker, true, out, b"").unwrap();
+        assert_eq!(
+            id.fields,
+            [
+                ("MainPID", "42".to_string()),
+                ("NRestarts", "0".to_string()),
+                ("ActiveEnterTimestampMonotonic", "123".to_string())
+            ]
+        );
+        let wrong = b"ActiveState=active\nClusterStore=\"\"\n";
+        let e = reading(&docker, true, wrong, b"").unwrap_err();
+        assert!(e.contains("not \"etcd://127.0.0.1:2379\""), "{e}");
+        let down = b"ActiveState=activating\nSubState=auto-restart\n";
+        let e = reading(&docker, false, down, b"dockerd: bad config\n").unwrap_err();
+        assert_eq!(
+            e,
+            "docker is activating (auto-restart): dockerd: bad config"
+        );
+    }
+
+    #[test]
+    fn all_gates_are_checked_in_one_script() {
+        let bin = tempfile::tempdir().unwrap();
+        stub(
+            bin.path(),
+            "docker",
+            &format!("echo '{}'", container_json(false, true, 0, "t1")),
+        );
+        stub(
+            bin.path(),
+            "systemctl",
+            "printf 'ActiveState=failed\\nSubState=failed\\nMainPID=0\\n'",
+        );
+        stub(bin.path(), "journalctl", "echo 'dockerd: invalid config'");
+        let checks = [
+            Gate::Container {
+                name: "calico-node".into(),
+            },
+            Gate::Docker {
+                cluster_store: None,
+            },
+            Gate::Mesos {
+                unit: "dcos-mesos-slave".into(),
+                address: "fd00::1".into(),
+                port: 5051,
+            },
+        ];
+        let script = gates(&checks, Duration::from_secs(10));
+        assert!(script.text.contains("http://[fd00::1]:5051/health"));
+        let out = sh_with_path(&script.text, b"", Some(bin.path()));
+        assert!(out.status.success());
+        let verdicts = readings(&checks, &out.stdout);
+        assert!(verdicts[0].is_ok(), "{verdicts:?}");
+        assert_eq!(
+            verdicts[1],
+            Err("docker is failed (failed): dockerd: invalid config".to_string())
+        );
+        assert_eq!(
+            verdicts[2],
+            Err("dcos-mesos-slave is failed (failed): dockerd: invalid config".to_string())
+        );
+    }
+}

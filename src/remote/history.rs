@@ -1,0 +1,195 @@
+//! The run history on the agent: the snippets that open a run's record
+//! and write a change into it (used inside the change's own script, before
+//! the change), and the scripts that move a run's state.
+
+use std::time::Duration;
+
+use super::Script;
+use crate::history::RunState;
+use crate::layout::Layout;
+use crate::shell::quote;
+use crate::step::StepName;
+
+/// Shell that gives `run` its folder, a state, and its line in the history.
+pub(crate) fn begin_run(layout: &Layout, run: &str) -> String {
+    format!(
+        "mkdir -p -m 700 -- {dir}\n\
+         [ -e {state} ] || printf 'applying' > {state}\n\
+         grep -qxF -- {run} {history} 2>/dev/null || printf '%s\\n' {run} >> {history}\n",
+        dir = quote(&layout.run_dir(run)),
+        state = quote(&layout.state_path(run)),
+        run = quote(run),
+        history = quote(&layout.history_file()),
+    )
+}
+
+/// Shell that writes change `seq` of `run`: `printf` with `format` and
+/// `args` (shell words) must print the record's JSON. Written whole or not
+/// at all, before the change itself is made.
+pub(crate) fn write_record(
+    layout: &Layout,
+    run: &str,
+    seq: u32,
+    format: &str,
+    args: &str,
+) -> String {
+    let path = layout.record_path(run, seq);
+    format!(
+        "{begin}printf {format} {args} > {tmp} && mv -f -- {tmp} {path}\n",
+        begin = begin_run(layout, run),
+        format = quote(format),
+        tmp = quote(&format!("{path}.tmp")),
+        path = quote(&path),
+    )
+}
+
+/// Escapes `%` and `\` so that text passes through printf's format as is.
+pub(crate) fn printf_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "%%")
+}
+
+pub(crate) fn mark_undone(layout: &Layout, run: &str, seq: u32) -> String {
+    format!(": > {}\n", quote(&layout.undone_path(run, seq)))
+}
+
+/// Marks a taken-back step complete, restart included.
+pub fn mark_restored(layout: &Layout, run: &str, step: StepName, deadline: Duration) -> Script {
+    Script::new(
+        format!("recording that {step} is back"),
+        deadline,
+        format!(
+            "mkdir -p -- {dir} && : > {path}\n",
+            dir = quote(&layout.run_dir(run)),
+            path = quote(&layout.restored_path(run, step)),
+        ),
+    )
+}
+
+pub fn set_state(layout: &Layout, run: &str, state: RunState, deadline: Duration) -> Script {
+    Script::new(
+        format!("recording the run as {}", state.as_str()),
+        deadline,
+        format!(
+            "[ -d {dir} ] || exit 0\n{write}",
+            dir = quote(&layout.run_dir(run)),
+            write = super::write_file(&layout.state_path(run), state.as_str()),
+        ),
+    )
+}
+
+/// After an apply went through on a host: rollback only ever takes back
+/// the last run that changed the host, so older runs' backups and retired
+/// containers are no longer needed and go.
+pub fn commit(layout: &Layout, run: &str, deadline: Duration) -> Script {
+    let text = format!(
+        "set -u\n\
+         [ -d {dir} ] || exit 0\n\
+         {state}\
+         keep={run}\n\
+         for d in {runs}/*/; do\n  \
+           [ -d \"$d\" ] || continue\n  \
+           id=${{d%/}}; id=${{id##*/}}\n  \
+           [ \"$id\" = \"$keep\" ] && continue\n  \
+           for m in \"$d\"*.retired; do\n    \
+             [ -e \"$m\" ] || continue\n    \
+             c=$(cat -- \"$m\")\n    \
+             case $c in ''|-*|*[!A-Za-z0-9._-]*) ;; *) docker rm -f -- \"$c\" >/dev/null 2>&1 || true ;; esac\n  \
+           done\n  \
+           rm -rf -- \"$d\"\n\
+         done\n\
+         printf '%s\\n' \"$keep\" > {history_tmp} && mv -f -- {history_tmp} {history}\n",
+        dir = quote(&layout.run_dir(run)),
+        state = super::write_file(&layout.state_path(run), RunState::Applied.as_str()),
+        run = quote(run),
+        runs = quote(&layout.runs_dir()),
+        history_tmp = quote(&format!("{}.tmp", layout.history_file())),
+        history = quote(&layout.history_file()),
+    );
+    Script::new("recording the run as applied", deadline, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::testing::{sh_with_path, stub};
+
+    #[test]
+    fn records_open_the_run_once_and_arrive_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::at(dir.path().to_str().unwrap());
+        let write = |seq: u32| {
+            write_record(
+                &layout,
+                "r1",
+                seq,
+                &format!("{{\"n\":%s,\"pct\":\"{}\"}}\\n", printf_literal("100%")),
+                "7",
+            )
+        };
+        for seq in [1, 2] {
+            let out = sh_with_path(&write(seq), b"", None);
+            assert!(out.status.success(), "{out:?}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(layout.record_path("r1", 2)).unwrap(),
+            "{\"n\":7,\"pct\":\"100%\"}\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(layout.history_file()).unwrap(),
+            "r1\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(layout.state_path("r1")).unwrap(),
+            "applying"
+        );
+    }
+
+    #[test]
+    fn commit_keeps_only_the_run_rollback_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        let log = dir.path().join("docker.log");
+        stub(
+            bin.path(),
+            "docker",
+            &format!("echo \"$@\" >> {}", log.display()),
+        );
+        let layout = Layout::at(dir.path().join("state").to_str().unwrap());
+        for run in ["old", "new"] {
+            let out = sh_with_path(&begin_run(&layout, run), b"", None);
+            assert!(out.status.success());
+        }
+        std::fs::write(
+            layout.retired_marker("old", "calico-node"),
+            "calico-node-previous-old",
+        )
+        .unwrap();
+        let out = sh_with_path(
+            &commit(&layout, "new", Duration::from_secs(5)).text,
+            b"",
+            Some(bin.path()),
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert!(!std::path::Path::new(&layout.run_dir("old")).exists());
+        assert_eq!(
+            std::fs::read_to_string(layout.state_path("new")).unwrap(),
+            "applied"
+        );
+        assert_eq!(
+            std::fs::read_to_string(layout.history_file()).unwrap(),
+            "new\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "rm -f -- calico-node-previous-old\n"
+        );
+        // A run that never opened a record on this host changes nothing.
+        let out = sh_with_path(
+            &commit(&layout, "other", Duration::from_secs(5)).text,
+            b"",
+            Some(bin.path()),
+        );
+        assert!(out.status.success());
+        assert!(std::path::Path::new(&layout.run_dir("new")).exists());
+    }
+}
