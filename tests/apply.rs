@@ -114,8 +114,7 @@ fn fresh_apply_converges_every_agent() {
         let info: Value =
             serde_json::from_str(&exec(a.name, "docker info --format '{{json .}}'")).unwrap();
         assert_eq!(info["ClusterStore"], "etcd://127.0.0.1:2379", "{}", a.name);
-        let port = if a.public { 5052 } else { 5051 };
-        exec(a.name, &format!("curl -fsS http://127.0.0.1:{port}/health"));
+        mesos_healthy(a.name);
 
         // Both containers run the configured images; env values stay in a
         // root-only file, not in the container's command line.

@@ -159,7 +159,7 @@ fn a_canary_that_fails_its_gate_stops_the_rollout_and_leaves_the_rest_untouched(
     );
     // The canary is back as it was: no calico.cni, the agent healthy.
     assert_eq!(read("agent-1", CNI_CONFIG), None);
-    exec("agent-1", "curl -fsS http://127.0.0.1:5051/health");
+    mesos_healthy("agent-1");
     assert_eq!(read("agent-1", DAEMON_JSON).unwrap(), seed("daemon.json"));
     for host in ["agent-2", "agent-3", "pub-1"] {
         assert!(no_restarts(host, &before), "{host} restarted");
@@ -368,7 +368,10 @@ fn a_node_upgrade_rolls_in_batches_and_rollback_brings_back_the_old_version() {
             a.name.to_string(),
             node["State"]["StartedAt"].as_str().unwrap().to_string(),
         ));
-        let old = container(a.name, "calico-node-previous").expect("the old container is kept");
+        let old = retired(a.name, "calico-node");
+        assert_eq!(old.len(), 1, "the old container is kept");
+        let old = &old[0];
+        assert_eq!(old["Config"]["Image"], "calico/node:v2.6.11");
         assert_eq!(old["State"]["Running"], false);
         assert_eq!(old["HostConfig"]["RestartPolicy"]["Name"], "no");
     }
@@ -391,7 +394,7 @@ fn a_node_upgrade_rolls_in_batches_and_rollback_brings_back_the_old_version() {
         assert_eq!(node["Config"]["Image"], "calico/node:v2.6.11");
         assert_eq!(node["State"]["Running"], true);
         assert_eq!(node["HostConfig"]["RestartPolicy"]["Name"], "always");
-        assert!(container(a.name, "calico-node-previous").is_none());
+        assert!(retired(a.name, "calico-node").is_empty());
     }
     let plan = c.run("plan", &inv, &[]);
     assert_eq!(

@@ -340,6 +340,20 @@ impl HostRun {
         reporter: &dyn Reporter,
     ) {
         let mut todo: Vec<usize> = self.pending_changes().map(|(i, _)| i).collect();
+        let Some(&first) = todo.first() else {
+            return;
+        };
+        // The heartbeat notices a lost lock within a beat; a host whose
+        // turn comes asks the agent itself before touching anything.
+        if let Err(e) = self.still_ours(session, policy).await {
+            self.state = HostState::Failed;
+            self.finish(first, e.status(), e.to_string(), Some(reporter));
+            self.skip_rest(
+                "not run: this run no longer holds the agent's lock",
+                Some(reporter),
+            );
+            return;
+        }
         if policy.mode == Mode::Rollback {
             todo.reverse();
             if let Some(run) = self.target_run.clone() {

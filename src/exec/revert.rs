@@ -67,7 +67,7 @@ impl HostRun {
 
     /// Whether this run still holds the host's lock, asked of the agent
     /// itself after connecting again if needed.
-    async fn still_ours<C: Connector>(
+    pub(super) async fn still_ours<C: Connector>(
         &self,
         session: &HostSession<C>,
         policy: &Policy,

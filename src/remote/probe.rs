@@ -72,6 +72,9 @@ pub fn probe(want: &Desired, layout: &Layout, deadline: Duration) -> Script {
     // p: stdout and stderr together; q: stdout only.
     s.push_str("p() { k=$1; shift; o=$(\"$@\" 2>&1); r=$?; printf '%s %s %s\\n' \"$k\" \"$r\" \"$(printf '%s' \"$o\" | base64 | tr -d '\\n')\"; }\n");
     s.push_str("q() { k=$1; shift; o=$(\"$@\" 2>/dev/null); r=$?; printf '%s %s %s\\n' \"$k\" \"$r\" \"$(printf '%s' \"$o\" | base64 | tr -d '\\n')\"; }\n");
+    // f: a file's exact bytes (command substitution would drop trailing
+    // newlines, and the compare-and-swap of daemon.json needs every byte).
+    s.push_str("f() { if [ -r \"$2\" ]; then o=$(base64 < \"$2\" | tr -d '\\n'); printf '%s 0 %s\\n' \"$1\" \"$o\"; else printf '%s 1 \\n' \"$1\"; fi; }\n");
     s.push_str(&history_dump(layout));
     let mut line = |key: &str, cmd: Cmd| s.push_str(&format!("{key} {cmd}\n"));
     line("p docker_version", Cmd::new("dockerd").arg("--version"));
@@ -111,10 +114,7 @@ pub fn probe(want: &Desired, layout: &Layout, deadline: Duration) -> Script {
         "p daemon_json_exists",
         Cmd::new("test").arg("-e").arg(desired::DAEMON_JSON_PATH),
     );
-    line(
-        "q daemon_json",
-        Cmd::new("cat").arg("--").arg(desired::DAEMON_JSON_PATH),
-    );
+    line("f daemon_json", Cmd::new(desired::DAEMON_JSON_PATH));
     line(
         "q containers",
         Cmd::new("docker")
@@ -220,11 +220,8 @@ esac"#,
         assert_eq!(facts.active["dcos-mesos-slave-public"], "inactive");
         assert_eq!(facts.enabled["calico-etcd-proxy"], "disabled");
         // `test` is a shell builtin: existence checks see this machine's files.
-        let daemon_json = std::path::Path::new("/etc/docker/daemon.json").exists();
-        assert_eq!(
-            facts.daemon_json.as_deref(),
-            daemon_json.then_some(&b"{\"debug\": true}"[..])
-        );
+        let daemon_json = std::fs::read("/etc/docker/daemon.json").ok();
+        assert_eq!(facts.daemon_json, daemon_json);
         let node = &facts.containers["calico-node"];
         assert_eq!(
             (node.id.as_str(), node.image.as_str(), node.policy.as_str()),
@@ -266,6 +263,31 @@ esac"#,
         let r1 = &facts.history.runs[0];
         assert_eq!(r1.changes.len(), 1);
         assert!(r1.changes[0].undone && r1.taken_back());
+    }
+
+    #[test]
+    fn files_are_read_to_the_last_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("daemon.json");
+        std::fs::write(&file, "{}\n\n").unwrap();
+        let script = probe(
+            &desired(),
+            &Layout::at("/nonexistent"),
+            Duration::from_secs(5),
+        )
+        .text;
+        let define = script.lines().find(|l| l.starts_with("f() ")).unwrap();
+        let out = sh_with_path(
+            &format!("{define}\nf one {}\nf two /nonexistent", file.display()),
+            b"",
+            None,
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        let one: Vec<&str> = lines.next().unwrap().split(' ').collect();
+        assert_eq!(one[..2], ["one", "0"]);
+        assert_eq!(crate::facts::base64_decode(one[2]).unwrap(), b"{}\n\n");
+        assert_eq!(lines.next().unwrap(), "two 1 ");
     }
 
     #[test]

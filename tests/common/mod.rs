@@ -281,6 +281,16 @@ pub fn exec(agent_name: &str, script: &str) -> String {
     exec_in(agent(agent_name).container, script)
 }
 
+/// Asks the agent's Mesos for its health where it listens, as DC/OS says
+/// (`detect_ip`); panics if it does not answer 200.
+pub fn mesos_healthy(agent_name: &str) {
+    let port = if agent(agent_name).public { 5052 } else { 5051 };
+    exec(
+        agent_name,
+        &format!("curl -fsS -o /dev/null http://$(/opt/mesosphere/bin/detect_ip):{port}/health"),
+    );
+}
+
 /// A file's bytes on an agent, or `None` when it does not exist.
 pub fn read(agent_name: &str, path: &str) -> Option<Vec<u8>> {
     let out = Command::new("docker")
@@ -332,6 +342,17 @@ pub fn container(agent_name: &str, name: &str) -> Option<Value> {
         .expect("docker exec");
     let list: Value = serde_json::from_slice(&out.stdout).ok()?;
     list.as_array()?.first().cloned()
+}
+
+/// The containers calico-rollout retired on an agent in place of `name`
+/// (`<name>-previous-<run>`), as `docker inspect` shows them.
+pub fn retired(agent_name: &str, name: &str) -> Vec<Value> {
+    let names = exec(agent_name, "docker ps -a --format '{{.Names}}'");
+    names
+        .lines()
+        .filter(|n| n.starts_with(&format!("{name}-previous-")))
+        .filter_map(|n| container(agent_name, n))
+        .collect()
 }
 
 pub fn sha256_local(path: &Path) -> String {
