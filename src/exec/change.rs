@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use super::Mode;
 use super::error::StepError;
-use super::host::{HostRun, Policy};
-use super::revert::Applied;
+use super::host::{Applied, HostRun, Policy};
 use super::session::HostSession;
 use crate::desired::sha256_hex;
 use crate::history::retired_name;

@@ -135,3 +135,60 @@ pub fn start<C: Connector>(
     });
     Heartbeat { stop, task }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Role;
+    use crate::report::Event;
+    use crate::steps::testing::agent;
+    use crate::transport::testing::{Reply, Scripted, ScriptedConnector};
+
+    struct Quiet;
+    impl Reporter for Quiet {
+        fn event(&self, _: Event<'_>) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_found_in_other_hands_stops_the_host() {
+        let script = Arc::new(Scripted::default());
+        let connector = Arc::new(ScriptedConnector(script.clone()));
+        let fleet = Arc::new(Fleet::new(2));
+        for i in 0..2 {
+            let s = HostSession::connect(connector.clone(), agent(Role::Private))
+                .await
+                .unwrap();
+            s.set_locked(true);
+            let _ = fleet.hosts[i].set(Arc::new(s));
+        }
+        script.on("refreshed", Reply::Exit(0, "lock acquired\n".into()));
+        let beats = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = beats.clone();
+        let hb = start(
+            fleet.clone(),
+            "run-1".into(),
+            Duration::from_secs(5),
+            2,
+            Arc::new(Quiet),
+            Box::new(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+        );
+        tokio::time::sleep(HEARTBEAT + Duration::from_millis(10)).await;
+        assert!(fleet.get(0).unwrap().touchable().is_ok());
+        // Someone else's run holds the lock now.
+        script.rules.lock().unwrap().insert(
+            0,
+            (
+                "refreshed".into(),
+                Reply::Exit(75, "lock held {\"owner\":\"other-run\",\"pid\":7}\n".into()),
+            ),
+        );
+        tokio::time::sleep(HEARTBEAT).await;
+        let e = fleet.get(1).unwrap().touchable().unwrap_err();
+        assert!(e.to_string().contains("other-run"), "{e}");
+        assert!(!fleet.get(1).unwrap().locked());
+        hb.stop().await;
+        assert_eq!(beats.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+}

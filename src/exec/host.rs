@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use super::Mode;
 use super::error::StepError;
-use super::revert::Applied;
 use super::session::HostSession;
 use crate::inventory::Agent;
 use crate::layout::Layout;
 use crate::remote;
 use crate::report::{Event, HostReport, Reporter, Status, StepResult};
 use crate::shutdown::Shutdown;
-use crate::steps::{Gate, Plan, StepName, StepPlan};
+use crate::step::Undo;
+use crate::steps::{Gate, Plan, Restart, StepName, StepPlan};
 use crate::transport::{Connector, Stdin};
 
 /// Why a step did not run when the operator stopped the run.
@@ -50,6 +50,19 @@ impl Policy {
     pub fn upload_deadline(&self, bytes: u64) -> Duration {
         self.command_timeout + Duration::from_secs(bytes.div_ceil(1 << 20))
     }
+}
+
+/// What one step's change did on the host, so that a revert takes back
+/// that and nothing else.
+#[derive(Debug, Clone)]
+pub(super) struct Applied {
+    pub step: StepName,
+    /// The history record of each action that may have taken effect, with
+    /// its undo, in the order they ran.
+    pub records: Vec<(u32, Undo)>,
+    /// A restart was attempted.
+    pub restart_attempted: bool,
+    pub restart: Option<Restart>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

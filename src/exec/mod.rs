@@ -20,6 +20,8 @@ mod preflight;
 mod record;
 mod revert;
 mod session;
+#[cfg(test)]
+mod tests;
 mod unlock;
 
 pub use unlock::{Unlocked, unlock};

@@ -5,28 +5,14 @@
 //! so a change that never took effect is left alone.
 
 use super::error::StepError;
-use super::host::{HostRun, HostState, Policy};
+use super::host::{Applied, HostRun, HostState, Policy};
 use super::session::HostSession;
 use crate::history::RunState;
 use crate::lock::{self, LockState};
 use crate::remote;
 use crate::report::{Event, Reporter, Status};
 use crate::step::{StepName, Undo};
-use crate::steps::Restart;
 use crate::transport::{Connector, Stdin};
-
-/// What one step's change did on the host, so that a revert takes back
-/// that and nothing else.
-#[derive(Debug, Clone)]
-pub(super) struct Applied {
-    pub step: StepName,
-    /// The history record of each action that may have taken effect, with
-    /// its undo, in the order they ran.
-    pub records: Vec<(u32, Undo)>,
-    /// A restart was attempted.
-    pub restart_attempted: bool,
-    pub restart: Option<Restart>,
-}
 
 impl HostRun {
     /// Takes back change `seq` of `run`; true if there was something to

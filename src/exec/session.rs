@@ -153,3 +153,87 @@ impl<C: Connector> HostSession<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Role;
+    use crate::steps::testing::agent;
+    use crate::transport::testing::{Reply, Scripted, ScriptedConnector};
+    use std::time::Duration;
+
+    async fn session(script: &Arc<Scripted>) -> HostSession<ScriptedConnector> {
+        HostSession::connect(
+            Arc::new(ScriptedConnector(script.clone())),
+            agent(Role::Private),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_that_never_returns_ends_at_its_deadline() {
+        let script = Arc::new(Scripted::default());
+        script.on("systemctl restart", Reply::Hang);
+        let s = session(&script).await;
+        let restart = crate::remote::service::restart("docker", Duration::from_secs(60));
+        let started = tokio::time::Instant::now();
+        let e = s.run(&restart, Stdin::Empty).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "systemctl restart docker did not finish within 60s"
+        );
+        // The agent's own bound, its kill grace and the wire's slack.
+        assert_eq!(started.elapsed(), Duration::from_secs(70));
+        // What the agent was asked to do carries the same bound.
+        let sent = script.commands.lock().unwrap()[0].clone();
+        assert!(sent.starts_with("timeout -k 5s 60s sh -c "), "{sent}");
+    }
+
+    #[tokio::test]
+    async fn the_agents_own_timeout_is_a_deadline_too() {
+        let script = Arc::new(Scripted::default());
+        script.on("probe", Reply::Exit(124, String::new()));
+        let s = session(&script).await;
+        let e = s
+            .run_raw(
+                &Script::new("the probe", Duration::from_secs(3), "echo probe"),
+                Stdin::Empty,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StepError::TimedOut { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_is_unreachable_until_connected_again() {
+        let script = Arc::new(Scripted::default());
+        script.on("drop", Reply::Lost);
+        let s = session(&script).await;
+        let drop = Script::new("x", Duration::from_secs(3), "drop");
+        let e = s.run(&drop, Stdin::Empty).await.unwrap_err();
+        assert_eq!(e.status(), crate::report::Status::Unreachable);
+        let fine = Script::new("y", Duration::from_secs(3), "true");
+        assert!(matches!(
+            s.run(&fine, Stdin::Empty).await,
+            Err(StepError::Unreachable(_))
+        ));
+        s.reconnect().await.unwrap();
+        assert!(s.run(&fine, Stdin::Empty).await.is_ok());
+        assert_eq!(script.connects.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lost_lock_stops_all_touching() {
+        let script = Arc::new(Scripted::default());
+        let s = session(&script).await;
+        s.set_locked(true);
+        assert!(s.touchable().is_ok());
+        s.lose_lock("another run took it".into());
+        assert!(!s.locked());
+        assert_eq!(
+            s.touchable(),
+            Err(StepError::LockLost("another run took it".into()))
+        );
+    }
+}

@@ -18,12 +18,11 @@
 //! rename), under one process-wide lock, so parallel connections never lose
 //! each other's lines.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use russh::keys::{Algorithm, HashAlg, PublicKey};
 use tracing::{debug, info};
@@ -288,37 +287,20 @@ pub fn append_line_atomically(path: &Path, line: &str) -> io::Result<()> {
     content.extend_from_slice(line.trim_end().as_bytes());
     content.push(b'\n');
 
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "known_hosts".into());
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&content)?;
-        if let Some(meta) = &meta {
-            file.set_permissions(meta.permissions())?;
-            if meta.uid() != file.metadata()?.uid() || meta.gid() != file.metadata()?.gid() {
-                // Best effort: only root can give a file away.
-                let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
-            }
+    // tempfile makes the file 0600 in the same folder, and removes it if
+    // anything below fails.
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+    tmp.write_all(&content)?;
+    if let Some(meta) = &meta {
+        let file = tmp.as_file();
+        file.set_permissions(meta.permissions())?;
+        if meta.uid() != file.metadata()?.uid() || meta.gid() != file.metadata()?.gid() {
+            // Best effort: only root can give a file away.
+            let _ = std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()));
         }
-        file.sync_all()?;
-        fs::rename(&tmp, &target)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
     }
-    written?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&target).map_err(|e| e.error)?;
     // Make the rename itself durable.
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
