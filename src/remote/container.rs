@@ -226,6 +226,35 @@ mod tests {
     const D: Duration = Duration::from_secs(60);
 
     #[test]
+    fn an_image_docker_has_is_not_pulled_and_a_failed_pull_says_why() {
+        let bin = tempfile::tempdir().unwrap();
+        let log = bin.path().join("log");
+        stub(
+            bin.path(),
+            "docker",
+            &format!(
+                r#"echo "$*" >> {log}
+case "$1 $2" in
+  "image inspect") [ "$4" = calico/node:v1 ] ;;
+  "pull --") echo "Error response from daemon: manifest for $3 not found: manifest unknown: manifest unknown" >&2; exit 1 ;;
+esac"#,
+                log = log.display()
+            ),
+        );
+        let have = pull("calico/node:v1", D);
+        assert_eq!(have.what, "docker pull calico/node:v1");
+        let out = sh_with_path(&have.text, b"", Some(bin.path()));
+        assert!(out.status.success());
+        let missing = sh_with_path(&pull("calico/node:v9", D).text, b"", Some(bin.path()));
+        assert!(!missing.status.success());
+        assert!(stderr(&missing).contains("manifest for calico/node:v9 not found"));
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "image inspect -- calico/node:v1\nimage inspect -- calico/node:v9\npull -- calico/node:v9\n"
+        );
+    }
+
+    #[test]
     fn replace_and_restore_are_one_unit_each() {
         let state = tempfile::tempdir().unwrap();
         let bin = tempfile::tempdir().unwrap();
