@@ -43,6 +43,61 @@ def fault_active(name):
     return os.path.exists(fault_file(name))
 
 
+FAULT_LOCK = "/run/fake-faults.lock"
+
+
+def consume_fault(names):
+    """Whether a counted fault switch fires now (first existing of names).
+
+    Empty (or non-numeric) content: fires every time. A number N: fires N more
+    times; each firing decrements it and the file goes away at 0. Root only
+    (the switches are root's files); returns the file name that fired or None.
+    """
+    if not is_root() or not any(os.path.exists(fault_file(n)) for n in names):
+        return None
+    with flocked(FAULT_LOCK):
+        for name in names:
+            path = fault_file(name)
+            try:
+                with open(path) as f:
+                    text = f.read().strip()
+            except OSError:
+                continue
+            if not text.isdigit():
+                return name
+            n = int(text)
+            if n <= 1:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                if n == 0:
+                    continue
+            else:
+                with open(path, "w") as f:
+                    f.write("%d\n" % (n - 1))
+            return name
+    return None
+
+
+def fault_lines(name):
+    """Non-empty, non-comment lines of a fault file ([] when absent)."""
+    try:
+        with open(fault_file(name)) as f:
+            return [l.strip() for l in f if l.strip() and not l.strip().startswith("#")]
+    except OSError:
+        return []
+
+
+def fault_number(name, default):
+    """The number a fault file holds (float), default when empty or unreadable."""
+    try:
+        with open(fault_file(name)) as f:
+            return float(f.read().strip())
+    except (OSError, ValueError):
+        return default
+
+
 def docker_version():
     """Version the fake docker reports: /etc/fake-faults/docker-version or the default."""
     try:

@@ -15,6 +15,7 @@ import sys
 import time
 
 from . import common
+from . import dockerstate
 from .common import read_json, write_json, flocked
 
 CONTAINERS_DIR = common.DOCKER_LIB_DIR + "/containers"
@@ -149,7 +150,7 @@ def all_containers():
             if fn.endswith(".json"):
                 c = read_json(os.path.join(CONTAINERS_DIR, fn))
                 if c:
-                    res.append(c)
+                    res.append(dockerstate.settle(c))
     res.sort(key=lambda c: c.get("Created", ""), reverse=True)
     return res
 
@@ -159,7 +160,7 @@ def find_container(ref):
     ref = ref.lstrip("/") if ref.startswith("/") else ref
     c = read_json(container_path(ref)) if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", ref) else None
     if c:
-        return c
+        return dockerstate.settle(c)
     cands = [c for c in all_containers() if c["Id"] == ref or (len(ref) >= 1 and c["Id"].startswith(ref))]
     if len(cands) == 1:
         return cands[0]
@@ -207,11 +208,8 @@ def valid_ref(ref):
 
 
 def normalize_ref(ref):
-    name = ref.split("@")[0]
-    last = name.rsplit("/", 1)[-1]
-    if ":" not in last and "@" not in ref:
-        ref += ":latest"
-    return ref
+    """The name docker lists an image under: calico/node:v9 == docker.io/calico/node:v9."""
+    return dockerstate.familiar(ref)
 
 
 def short_id(i):
@@ -240,6 +238,9 @@ def parse_ts(s):
 
 def status_text(c):
     st = c["State"]
+    if st.get("Running") and st.get("Restarting"):
+        return "Restarting (%d) %s ago" % (st.get("ExitCode", 0),
+                                           human_duration(time.time() - parse_ts(st.get("FinishedAt"))))
     if st.get("Running"):
         return "Up " + human_duration(time.time() - parse_ts(st.get("StartedAt")))
     if st.get("Status") == "created":
@@ -449,6 +450,7 @@ def cmd_run(args, create_only=False):
                        "Destination": parts[1], "Mode": mode, "RW": "ro" not in mode.split(",")})
     net = opts.get("network", "default")
     pid_mode = opts.get("pid", "")
+    ensure_image(image, opts.get("pull", "missing"), cmd)
     with flocked(LOCK):
         if net not in ("default", "bridge", "host", "none"):
             if net.startswith("container:"):
@@ -521,10 +523,17 @@ def cmd_run(args, create_only=False):
         }
         os.makedirs(CONTAINERS_DIR, exist_ok=True)
         add_image(image)
-        save(c)
+        crash = not create_only and dockerstate.crashes(image)
+        if crash:
+            dockerstate.start_loop(c)
+        # a crashing --rm container is gone as soon as it exits
+        if not (crash and c["HostConfig"]["AutoRemove"]):
+            save(c)
     if create_only or opts.get("detach"):
         out(cid)
         return 0
+    if crash:
+        return 1  # attached: the container exited 1 (docker restarts it in the background)
     # attached: behave like a foreground container until signalled
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     signal.sigwait({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
@@ -537,6 +546,38 @@ def cmd_run(args, create_only=False):
                 cur["State"].update(Status="exited", Running=False, ExitCode=0, FinishedAt=common.rfc3339())
                 save(cur)
     return 0
+
+
+def pull_lines(ref, known):
+    ref = normalize_ref(ref)
+    name, _, tag = ref.rpartition(":") if "@" not in ref else (ref.split("@")[0], "", ref.split("@")[1])
+    return ["%s: Pulling from %s" % (tag, name),
+            "Digest: sha256:%s" % image_id(ref)[7:],
+            "Status: %s for %s" % ("Image is up to date" if known else "Downloaded newer image", ref)]
+
+
+def ensure_image(image, pull, cmd):
+    """What run/create do about the image: pull it when it is not local (default),
+    always or never (--pull), failing like the daemon when the registry cannot serve it."""
+    if pull not in ("always", "missing", "never"):
+        raise DockerError("docker: invalid pull option: '%s': must be one of \"always\", \"missing\" or "
+                          "\"never\".\nSee 'docker %s --help'." % (pull, cmd), 125)
+    local = normalize_ref(image) in images()
+    if pull == "never" or (pull == "missing" and local):
+        if not local:
+            raise DockerError("docker: Error response from daemon: No such image: %s.\nSee 'docker %s --help'."
+                              % (normalize_ref(image), cmd), 125)
+        return
+    if not local and pull == "missing":
+        sys.stderr.write("Unable to find image '%s' locally\n" % normalize_ref(image))
+        sys.stderr.flush()
+    why = dockerstate.pull_error(image)
+    if why:
+        raise DockerError("docker: Error response from daemon: %s.\nSee 'docker %s --help'." % (why, cmd), 125)
+    with flocked(LOCK):
+        add_image(image)
+    sys.stderr.write("\n".join(pull_lines(image, local)) + "\n")
+    sys.stderr.flush()
 
 
 def cmd_inspect(args, forced_type=None):
@@ -715,8 +756,9 @@ def cmd_rm(args):
 
     def rm(c):
         if c["State"]["Running"] and not opts.get("force"):
-            return ("Error response from daemon: You cannot remove a running container %s. Stop the container "
-                    "before attempting removal or force remove" % c["Id"])
+            return ("Error response from daemon: You cannot remove a %s container %s. Stop the container "
+                    "before attempting removal or force remove" % (dockerstate.settled_kind(c), c["Id"]))
+        dockerstate.end_loop(c)
         os.unlink(container_path(c["Name"].lstrip("/")))
         return None
 
@@ -730,10 +772,16 @@ def cmd_stop(args, kill=False):
     def stop(c):
         if c["State"]["Running"]:
             if c["HostConfig"].get("AutoRemove"):
+                dockerstate.end_loop(c)
                 os.unlink(container_path(c["Name"].lstrip("/")))
                 return None
-            c["State"].update(Status="exited", Running=False, ExitCode=137 if kill else 0,
-                              FinishedAt=common.rfc3339())
+            if c["State"].get("Restarting"):
+                # no process to signal: the restart is canceled and the last exit stays
+                c["State"].update(Status="exited", Running=False, Restarting=False)
+            else:
+                c["State"].update(Status="exited", Running=False, ExitCode=137 if kill else 0,
+                                  FinishedAt=common.rfc3339())
+            dockerstate.end_loop(c)
             c["_fake"]["ManuallyStopped"] = True
             save(c)
         elif kill:
@@ -750,9 +798,15 @@ def cmd_start(args, restart=False):
     opts, rest = parse_flags(args, table, "restart" if restart else "start")
 
     def start(c):
+        # a restarting container counts as running: `docker start` leaves its loop alone
         if restart or not c["State"]["Running"]:
-            c["State"].update(Status="running", Running=True, StartedAt=common.rfc3339(), ExitCode=0)
+            dockerstate.end_loop(c)
+            c["State"].update(Status="running", Running=True, Restarting=False, StartedAt=common.rfc3339(),
+                              ExitCode=0)
+            c["RestartCount"] = 0
             c["_fake"]["ManuallyStopped"] = False
+            if dockerstate.crashes(c["Config"]["Image"]):
+                dockerstate.start_loop(c)
             save(c)
         return None
 
@@ -803,6 +857,13 @@ def cmd_update(args):
     def update(c):
         if policy is not None:
             c["HostConfig"]["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
+            loop = c["_fake"].get("loop")
+            if loop:
+                if dockerstate.settled_kind(c) == "restarting":
+                    # the restart already scheduled still happens; the new policy decides after it
+                    loop["segments"].append([c["RestartCount"] + 1, name, int(count or 0)])
+                else:
+                    dockerstate.end_loop(c)
             save(c)
         return None
 
@@ -834,6 +895,9 @@ def cmd_exec(args):
         raise DockerError("Error: No such container: %s" % rest[0], 1)
     if not c["State"]["Running"]:
         raise DockerError("Error response from daemon: Container %s is not running" % c["Id"], 1)
+    if c["State"].get("Restarting"):
+        raise DockerError("Error response from daemon: Container %s is restarting, wait until the container is "
+                          "running" % c["Id"], 1)
     raise DockerError("OCI runtime exec failed: the fake docker of the test agents runs no container processes: "
                       "unknown", 126)
 
@@ -848,16 +912,19 @@ def cmd_pull(args):
     ref = rest[0]
     if not valid_ref(ref):
         raise DockerError("invalid reference format", 1)
+    _, _, tag, digest = dockerstate.split_ref(ref)
+    if not tag and not digest and not opts.get("quiet"):
+        out("Using default tag: latest")
+    why = dockerstate.pull_error(ref)
+    if why:
+        raise DockerError("Error response from daemon: %s" % why, 1)
     with flocked(LOCK):
         known = normalize_ref(ref) in images()
         add_image(ref)
-    ref = normalize_ref(ref)
     if not opts.get("quiet"):
-        tag = ref.rsplit(":", 1)[-1]
-        out("%s: Pulling from %s" % (tag, ref.rsplit(":", 1)[0]))
-        out("Digest: sha256:%s" % image_id(ref)[7:])
-        out("Status: %s for %s" % ("Image is up to date" if known else "Downloaded newer image", ref))
-    out(("docker.io/" if "/" not in ref or "." not in ref.split("/")[0] else "") + ref)
+        for line in pull_lines(ref, known):
+            out(line)
+    out(dockerstate.canonical(ref))
     return 0
 
 
@@ -984,7 +1051,8 @@ def cmd_info(args):
         out("Client:\n Context:    default\n Debug Mode: false\n\nServer:")
         raise DockerError("ERROR: %s\nerrors pretty printing info" % CANNOT_CONNECT, 1)
     cs = all_containers()
-    running = sum(1 for c in cs if c["State"]["Running"])
+    # the daemon's state counter: a restarting container counts as stopped
+    running = sum(1 for c in cs if c["State"]["Running"] and not c["State"].get("Restarting"))
     info = {
         "ID": "FAKE:" + socket.gethostname().upper(),
         "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": 0,

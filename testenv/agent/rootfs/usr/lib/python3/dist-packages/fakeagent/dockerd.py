@@ -14,6 +14,7 @@ import sys
 import time
 
 from . import common
+from . import dockerstate
 from .common import err, read_json, write_json
 
 DEFAULT_CONFIG = "/etc/docker/daemon.json"
@@ -268,15 +269,29 @@ def _apply_restart_policies(live_restore):
         c = read_json(path)
         if not c:
             continue
-        if live_restore and c["State"].get("Running"):
+        looping = dockerstate.in_loop(c)
+        # a crash-looping container has no process to keep, live-restore or not
+        if live_restore and c["State"].get("Running") and not looping:
             continue
-        policy = c["HostConfig"]["RestartPolicy"]["Name"]
-        run = policy == "always" or (policy == "unless-stopped" and not c.get("_fake", {}).get("ManuallyStopped"))
+        dockerstate.settle(c)
+        dockerstate.end_loop(c)
+        policy = c["HostConfig"]["RestartPolicy"]
+        manual = c.get("_fake", {}).get("ManuallyStopped")
         st = c["State"]
+        # what the daemon's restore asks the restart manager (ShouldRestart with the last exit)
+        run = policy["Name"] == "always" or (policy["Name"] == "unless-stopped" and not manual) or (
+            policy["Name"] == "on-failure" and (st.get("Running") or st.get("ExitCode", 0) != 0)
+            and dockerstate.valid_ts(st.get("StartedAt"))
+            and (not policy.get("MaximumRetryCount") or c.get("RestartCount", 0) < policy["MaximumRetryCount"]))
         if run:
-            st.update(Status="running", Running=True, StartedAt=common.rfc3339(), ExitCode=0, Pid=0)
+            st.update(Status="running", Running=True, Restarting=False, StartedAt=common.rfc3339(), ExitCode=0,
+                      Pid=0)
+            c["RestartCount"] = 0
+            if dockerstate.crashes(c["Config"]["Image"]):
+                dockerstate.start_loop(c)
         elif st.get("Running"):
-            st.update(Status="exited", Running=False, FinishedAt=common.rfc3339(), ExitCode=255)
+            st.update(Status="exited", Running=False, Restarting=False, FinishedAt=common.rfc3339(),
+                      ExitCode=255)
         write_json(path, c)
 
 
@@ -291,9 +306,20 @@ def _stop_containers():
     for fn in os.listdir(CONTAINERS_DIR):
         path = os.path.join(CONTAINERS_DIR, fn)
         c = read_json(path)
-        if c and c["State"].get("Running"):
+        if not c:
+            continue
+        changed = dockerstate.in_loop(c)
+        if changed:
+            dockerstate.settle(c)
+            dockerstate.end_loop(c)
+        if c["State"].get("Restarting"):
+            # shutdown cancels the pending restart; the last exit stays
+            c["State"].update(Status="exited", Running=False, Restarting=False)
+        elif c["State"].get("Running"):
             c["State"].update(Status="exited", Running=False, FinishedAt=common.rfc3339(), ExitCode=0)
-            write_json(path, c)
+        elif not changed:
+            continue
+        write_json(path, c)
 
 
 def main(argv=None):

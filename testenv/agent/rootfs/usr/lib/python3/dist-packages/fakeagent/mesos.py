@@ -1,13 +1,18 @@
 """Fake `mesos-agent`: validates the CNI network configuration like Mesos's
 network/cni isolator does at start-up, then serves GET /health on --port.
 
+It binds where libprocess would: the address printed by --ip_discovery_command
+(MESOS_IP_DISCOVERY_COMMAND; DC/OS sets /opt/mesosphere/bin/detect_ip), else
+--ip, else every address. A failing discovery command is fatal, as in Mesos.
 Any broken CNI config makes it exit 1 (so it crash-loops under Restart=always).
 """
 
+import ipaddress
 import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -153,6 +158,27 @@ def main(argv=None):
         sys.stderr.write("Failed to load flags: Failed to load flag 'port': Failed to load value '%s'\n"
                          % flags.get("port"))
         sys.exit(1)
+    if flags.get("ip_discovery_command") and flags.get("ip"):
+        sys.stderr.write("EXIT with status 1: Only one of `--ip` or `--ip_discovery_command` should be specified\n")
+        sys.exit(1)
+    bind = "0.0.0.0"
+    if flags.get("ip_discovery_command"):
+        cmd = flags["ip_discovery_command"]
+        p = subprocess.run(["/bin/sh", "-c", cmd], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        if p.returncode != 0:
+            sys.stderr.write("EXIT with status 1: Failed to execute '%s'; the command was either not found or "
+                             "exited with a non-zero exit status: %d\n" % (cmd, p.returncode))
+            sys.exit(1)
+        bind = p.stdout.decode(errors="replace").strip()
+    elif flags.get("ip"):
+        bind = flags["ip"]
+    try:
+        ipaddress.IPv4Address(bind)
+    except ValueError:
+        sys.stderr.write("EXIT with status 1: Failed to initialize: Failed to obtain the IP address for '%s'; the "
+                         "DNS service may not be able to resolve it: Name or service not known\n" % bind)
+        sys.exit(1)
+
     networks = {}
     if flags.get("network_cni_config_dir"):
         try:
@@ -165,7 +191,7 @@ def main(argv=None):
             log("Loaded CNI network '%s' from '%s'" % (n, p))
 
     started = time.time()
-    state = {"version": VERSION, "hostname": socket.gethostname(), "flags": flags,
+    state = {"version": VERSION, "hostname": socket.gethostname(), "flags": flags, "address": "%s:%d" % (bind, port),
              "cni_networks": sorted(networks), "start_time": started, "pid": os.getpid()}
 
     class Handler(BaseHTTPRequestHandler):
@@ -201,10 +227,10 @@ def main(argv=None):
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     try:
-        server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        server = ThreadingHTTPServer((bind, port), Handler)
     except OSError as e:
-        sys.stderr.write("EXIT with status 1: Failed to initialize: Failed to bind on 0.0.0.0:%d: %s\n"
-                         % (port, e.strerror))
+        sys.stderr.write("EXIT with status 1: Failed to initialize: Failed to bind on %s:%d: %s\n"
+                         % (bind, port, e.strerror))
         sys.exit(1)
 
     def on_term(sig, frame):
@@ -212,7 +238,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    log("Agent started on 0.0.0.0:%d" % port)
+    log("Agent started on %s:%d" % (bind, port))
     common.notify_ready()
     server.serve_forever(poll_interval=0.1)
     server.server_close()

@@ -31,7 +31,7 @@ WIPE = [
     "/var/lib/calico-rollout", "/etc/calico", "/opt/calico", "/var/lib/calico", "/var/run/calico",
     "/etc/docker", CNI_CONF_DIR, CNI_PLUGIN_DIR, "/etc/mesosphere/roles",
 ]
-DAEMON_NAMES = {"dockerd", "mesos-agent", "etcd"}
+DAEMON_NAMES = {"dockerd", "mesos-agent", "etcd", "systemctl"}  # systemctl: clients and restart jobs
 
 
 def role():
@@ -82,8 +82,9 @@ def kill_everything():
     groups = set()
     for p in glob.glob(os.path.join(common.SYSTEMD_STATE_DIR, "*.state.json")):
         st = read_json(p, {}) or {}
-        if st.get("main_pid"):
-            groups.add(st["main_pid"])
+        for key in ("main_pid", "control_pid"):  # a hanging start's stuck process too
+            if st.get(key):
+                groups.add(st[key])
     supervisors, others = [], []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -163,6 +164,9 @@ def seed(r):
         link = os.path.join(wants, name)
         if not os.path.lexists(link):
             os.symlink(target, link)
+    # DC/OS's ip-detect and the environment file that points Mesos at it
+    copy(SEED + "/detect_ip", "/opt/mesosphere/bin/detect_ip", 0o755)
+    copy(SEED + "/environment", "/opt/mesosphere/environment", 0o644)
     copy(SEED + "/cni/dcos.conf", CNI_CONF_DIR + "/dcos.conf", 0o644)
     os.chmod(CNI_CONF_DIR, 0o755)
     for p in sorted(glob.glob(SEED + "/cni-plugins/*")):

@@ -12,6 +12,7 @@ appended to /var/log/fake-systemd/restarts.log, process output goes to
 
 import glob
 import hashlib
+import json
 import os
 import shlex
 import signal
@@ -29,9 +30,11 @@ SNAP_DIR = STATE_DIR + "/units"
 UNIT_DIRS = ["/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"]
 DROPIN_DIRS = ["/lib/systemd/system", "/usr/lib/systemd/system", "/run/systemd/system", "/etc/systemd/system"]
 SYSTEMD_VERSION = "252 (252.22-1~deb12u1)"
-DEFAULT_TIMEOUT_START = 30.0
-DEFAULT_TIMEOUT_STOP = 10.0
+DEFAULT_TIMEOUT_START = 90.0  # DefaultTimeoutStartSec
+DEFAULT_TIMEOUT_STOP = 10.0  # the fake never waits longer for a stop (systemd's default is 90 s)
 DEFAULT_RESTART_SEC = 0.1
+INACTIVE_STATES = ("inactive", "failed")
+ACTIVE_STATES = ("active", "reloading")
 
 MODIFYING_VERBS = {
     "start", "stop", "restart", "try-restart", "reload-or-restart", "reload", "enable",
@@ -156,19 +159,23 @@ class Unit:
             if self.timeout_start == 0:
                 self.timeout_start = None
             t = self.get(S, "TimeoutStopSec", self.get(S, "TimeoutSec"))
+            self.timeout_stop_set = parse_timespan(t, 90.0) or None  # 0 = infinity, as shown
             self.timeout_stop = parse_timespan(t, DEFAULT_TIMEOUT_STOP)
             if not self.timeout_stop or self.timeout_stop > DEFAULT_TIMEOUT_STOP:
                 self.timeout_stop = DEFAULT_TIMEOUT_STOP
             burst = self.get("Unit", "StartLimitBurst", self.get(S, "StartLimitBurst"))
             self.start_limit_burst = int(burst) if burst else None
+            self.start_limit_burst_shown = int(burst) if burst else 5
             interval = self.get("Unit", "StartLimitIntervalSec",
                                 self.get("Unit", "StartLimitInterval",
                                          self.get(S, "StartLimitIntervalSec", self.get(S, "StartLimitInterval"))))
             self.start_limit_interval = parse_timespan(interval, 10.0)
         except ValueError as e:
             self.errors.append(str(e))
-            self.restart_sec, self.timeout_start, self.timeout_stop = 0.1, 30.0, 10.0
+            self.restart_sec, self.timeout_start, self.timeout_stop = 0.1, DEFAULT_TIMEOUT_START, 10.0
+            self.timeout_stop_set = 90.0
             self.start_limit_burst, self.start_limit_interval = None, 10.0
+            self.start_limit_burst_shown = 5
         if not self.start_limit_interval:
             self.start_limit_burst = None  # StartLimitInterval=0 disables rate limiting
         self.exec_start = self._values(S, "ExecStart")
@@ -320,12 +327,55 @@ def read_state(name):
     return st
 
 
+def apply_changes(st, changes):
+    """st.update(changes); a change of ActiveState/SubState stamps systemd's transition
+    timestamps (realtime and CLOCK_MONOTONIC): StateChange, InactiveExit, ActiveEnter,
+    ActiveExit, InactiveEnter. `_via` is an ActiveState passed through on the way (an
+    automatic restart goes running -> failed/dead -> auto-restart, as in systemd 252)."""
+    changes = dict(changes)
+    via = changes.pop("_via", None)
+    changes.pop("state_change", None)
+    if "active" in changes or "sub" in changes:
+        now, mono = time.time(), time.monotonic()
+        ts = st.setdefault("ts", {})
+        old = st.get("active", "inactive")
+        for new in ([via] if via else []) + [changes.get("active", old)]:
+            if old in INACTIVE_STATES and new not in INACTIVE_STATES:
+                ts["inactive_exit"] = [now, mono]
+            if old not in ACTIVE_STATES and new in ACTIVE_STATES:
+                ts["active_enter"] = [now, mono]
+            if old in ACTIVE_STATES and new not in ACTIVE_STATES:
+                ts["active_exit"] = [now, mono]
+            if old not in INACTIVE_STATES and new in INACTIVE_STATES:
+                ts["inactive_enter"] = [now, mono]
+            old = new
+        ts["state_change"] = [now, mono]
+        st["state_change"] = now
+    st.update(changes)
+    return st
+
+
 def update_state(name, **changes):
     with flocked(lock_path(name)):
         st = read_state(name)
-        st.update(changes)
+        apply_changes(st, changes)
         write_json(state_path(name), st)
         return st
+
+
+def job_result(st, sup):
+    return (st.get("jobs") or {}).get(str(sup))
+
+
+def set_job_result(st, sup, result):
+    """Result of the start job that spawned supervisor sup (first one wins)."""
+    jobs = st.setdefault("jobs", {})
+    if str(sup) in jobs:
+        return False
+    jobs[str(sup)] = result
+    while len(jobs) > 8:
+        jobs.pop(next(iter(jobs)))
+    return True
 
 
 def supervisor_needle(name):
@@ -474,8 +524,33 @@ class Supervisor:
                                 close_fds=True, preexec_fn=_child_setup,
                                 cwd=self.unit.working_dir or "/")
 
-    def run_aux(self, lines, env, what):
-        """Run ExecStartPre/Post/Stop lines to completion; returns False on a failure that counts."""
+    def end_process(self, p, first=signal.SIGTERM):
+        """Signal a process group, SIGKILL it after the stop timeout; returns its exit code."""
+        try:
+            os.killpg(p.pid, first)
+        except ProcessLookupError:
+            pass
+        deadline = time.time() + (self.unit.timeout_stop or DEFAULT_TIMEOUT_STOP)
+        while p.poll() is None:
+            if time.time() > deadline:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                deadline = time.time() + 5
+            self.wait_event(0.05)
+        return p.returncode if p.returncode >= 0 else 128 - p.returncode
+
+    def control_exited(self, code):
+        if code >= 128:
+            sig = code - 128
+            self.journal("%s: Control process exited, code=killed, status=%d/%s" % (self.name, sig, signame(sig)))
+        else:
+            self.journal("%s: Control process exited, code=exited, status=%d/FAILURE" % (self.name, code))
+
+    def run_aux(self, lines, env, what, started=None):
+        """Run ExecStartPre/Post/Stop lines to completion. Returns "success", "exit-code",
+        "timeout" (start phases past TimeoutStartSec) or "stopped" (a stop job came)."""
         for line in lines:
             argv, ignore = expand_command(line, env)
             fd = self.out_fd()
@@ -483,17 +558,46 @@ class Supervisor:
                 p = self.spawn(argv, env, fd)
             except OSError as e:
                 self.journal("%s: Failed to execute %s: %s" % (self.name, what, e))
-                code = 203
-            else:
-                while p.poll() is None:
-                    self.wait_event(0.2)
-                code = p.returncode if p.returncode >= 0 else 128 - p.returncode
+                p, code = None, 203
             finally:
                 os.close(fd)
+            if p is not None:
+                update_state(self.name, control_pid=p.pid)
+                timeout = self.unit.timeout_start if what in ("ExecStartPre", "ExecStartPost") else None
+                while p.poll() is None:
+                    stopping = self.stop_requested and what not in ("ExecStop", "ExecStopPost")
+                    late = timeout is not None and started is not None and time.time() - started > timeout
+                    if stopping or late:
+                        if late:
+                            self.journal("%s: %s operation timed out. Terminating." % (
+                                self.name, "start-pre" if what == "ExecStartPre" else "start-post"))
+                        self.control_exited(self.end_process(p))
+                        update_state(self.name, control_pid=0)
+                        return "stopped" if stopping else "timeout"
+                    self.wait_event(0.2)
+                code = p.returncode if p.returncode >= 0 else 128 - p.returncode
+                update_state(self.name, control_pid=0)
             if code != 0 and not ignore:
-                self.journal("%s: Control process exited, code=exited, status=%d/FAILURE" % (self.name, code))
-                return False
-        return True
+                self.control_exited(code)
+                return "exit-code"
+        return "success"
+
+    def hang(self, fault):
+        """The injected stuck start phase: a control process that never exits. The start
+        job stays pending whatever TimeoutStartSec says; only a stop (or restart) ends it."""
+        msg = "%s: start-pre hangs: injected fault (%s)" % (self.name, common.fault_file(fault))
+        fd = self.out_fd()
+        try:
+            p = self.spawn(["/bin/sh", "-c", 'echo "$0"; exec sleep infinity', msg], {"PATH": common.SYSTEM_PATH}, fd)
+        finally:
+            os.close(fd)
+        update_state(self.name, control_pid=p.pid)
+        while not self.stop_requested and p.poll() is None:
+            self.wait_event(1.0)
+        code = self.end_process(p)
+        self.control_exited(code)
+        update_state(self.name, control_pid=0)
+        return code
 
     def kill_child(self, sig):
         if self.child is not None and self.child.poll() is None:
@@ -506,8 +610,7 @@ class Supervisor:
         """Record the outcome of the start job that spawned this supervisor (first call wins)."""
         with flocked(lock_path(self.name)):
             st = read_state(self.name)
-            if st.get("job_result") is None:
-                st["job_result"] = result
+            if set_job_result(st, os.getpid(), result):
                 write_json(state_path(self.name), st)
 
     def finish(self, active, result, main_code=None, event=None):
@@ -515,10 +618,11 @@ class Supervisor:
                  ("canceled" if self.stop_requested else result))
         if event:
             log_event(short(self.name), event)
-        update_state(self.name, active=active, sub="failed" if active == "failed" else "dead",
-                     result=result, main_pid=0, supervisor_pid=0, ready=False,
-                     exec_main_status=main_code if main_code is not None else read_state(self.name).get("exec_main_status", 0),
-                     state_change=time.time())
+        changes = dict(active=active, sub="failed" if active == "failed" else "dead", result=result, main_pid=0,
+                       control_pid=0, supervisor_pid=0, ready=False)
+        if main_code is not None:
+            changes.update(exec_main_status=main_code)
+        update_state(self.name, **changes)
 
     def stop_child(self, env):
         if self.unit.exec_stop and self.child is not None and self.child.poll() is None:
@@ -533,6 +637,13 @@ class Supervisor:
                 deadline = time.time() + 5
             self.wait_event(0.1)
 
+    def crash_after(self, cands):
+        """Seconds after ready at which the crash-after fault kills the main process, or None."""
+        for cand in cands:
+            if common.fault_active(cand):
+                return max(common.fault_number(cand, 1.0), 0.0), cand
+        return None, None
+
     def run(self):
         name = self.name
         short_name = short(name)
@@ -544,20 +655,25 @@ class Supervisor:
                 return
             unit = self.unit
             if not first:
-                # auto-restart: counts against the start rate limit like in systemd
+                # the restart job after RestartSec: it counts (NRestarts first, as systemd
+                # counts the job it enqueues) and then meets the start rate limit
                 with flocked(lock_path(name)):
                     st = read_state(name)
+                    st["n_restarts"] = st.get("n_restarts", 0) + 1
                     hit, times = start_limit_check(unit, st)
                     if not hit:
                         st["start_times"] = times
-                        st["n_restarts"] = st.get("n_restarts", 0) + 1
-                        write_json(state_path(name), st)
+                    write_json(state_path(name), st)
+                self.journal("%s: Scheduled restart job, restart counter is at %d." % (name, st["n_restarts"]))
                 if hit:
                     self.journal("%s: Start request repeated too quickly." % name)
                     self.journal("%s: Failed with result 'start-limit-hit'." % name)
+                    self.journal("Failed to start %s." % unit.description)
                     self.finish("failed", "start-limit-hit", event="failed")
                     return
-            first = False
+                if self.stop_requested:
+                    self.finish("inactive", "success")
+                    return
             try:
                 env = unit_env(unit)
             except Fail as e:
@@ -569,12 +685,31 @@ class Supervisor:
             except FileNotFoundError:
                 pass
             update_state(name, active="activating", sub="start-pre", ready=False, main_pid=0,
-                         state_change=time.time())
-            if not self.run_aux(unit.exec_start_pre, env, "ExecStartPre"):
-                self.finish("failed", "exit-code", event="failed")
+                         invocation_id=env["INVOCATION_ID"], _via=None if first else "inactive")
+            started = time.time()
+            first = False
+            hang = common.consume_fault(["hang-restart-" + short_name, "hang-restart-" + name])
+            if hang:
+                self.journal("Starting %s..." % unit.description)
+                code = self.hang(hang)
+                if self.stop_requested:
+                    self.journal("Stopped %s." % unit.description)
+                    self.finish("inactive", "success")
+                else:  # the stuck process was killed by someone else
+                    result = "signal" if code >= 128 else "exit-code"
+                    self.journal("%s: Failed with result '%s'." % (name, result))
+                    self.journal("Failed to start %s." % unit.description)
+                    self.finish("failed", result, event="failed")
                 return
-            if self.stop_requested:
+            pre = self.run_aux(unit.exec_start_pre, env, "ExecStartPre", started)
+            if pre == "stopped" or self.stop_requested:
+                self.journal("Stopped %s." % unit.description)
                 self.finish("inactive", "success")
+                return
+            if pre != "success":
+                self.journal("%s: Failed with result '%s'." % (name, pre))
+                self.journal("Failed to start %s." % unit.description)
+                self.finish("failed", pre, event="failed")
                 return
 
             # main process
@@ -603,35 +738,39 @@ class Supervisor:
             now = time.time()
             notify = unit.type == "notify"
             waits_ready = notify or unit.ready_file
+            activating = notify or unit.type == "oneshot"
             if self.child is not None:
                 log_event(short_name, "start")
                 self.journal("Started %s (pid %d)." % (unit.description, self.child.pid)
                              if not notify else "Starting %s..." % unit.description)
-                update_state(name, main_pid=self.child.pid, started_at=now,
-                             active="activating" if notify or unit.type == "oneshot" else "active",
-                             sub="start" if notify or unit.type == "oneshot" else "running",
-                             exec_start=argv, state_change=now)
+                update_state(name, main_pid=self.child.pid, last_main_pid=self.child.pid, started_at=now,
+                             exec_main_start=[now, time.monotonic()],
+                             exec_main_exit=None, exec_main_code=0, exec_main_status=0,
+                             active="activating" if activating else "active",
+                             sub="start" if activating else "running", exec_start=argv)
                 if not waits_ready and unit.type != "oneshot":
                     log_event(short_name, "ready")
                     update_state(name, ready=True)
                 if unit.type != "notify" and unit.type != "oneshot":
                     self.job("done")
             ready = not waits_ready
-            timed_out = False
+            ready_at = now if ready else None
+            timed_out = crashed = False
+            crash_cands = ("crash-after-" + short_name, "crash-after-" + name)
             while self.child is not None and self.child.poll() is None:
                 if self.stop_requested:
                     self.stop_child(env)
                     break
                 if not ready and os.path.exists(ready_path(name)):
                     ready = True
+                    ready_at = time.time()
                     log_event(short_name, "ready")
-                    update_state(name, ready=True, active="active", sub="running",
-                                 state_change=time.time())
+                    update_state(name, ready=True, active="active", sub="running")
                     if notify:
                         self.journal("Started %s." % unit.description)
                         self.job("done")
                     if unit.exec_start_post:
-                        self.run_aux(unit.exec_start_post, env, "ExecStartPost")
+                        self.run_aux(unit.exec_start_post, env, "ExecStartPost", started)
                     continue
                 if (notify and not ready and unit.timeout_start is not None
                         and time.time() - now > unit.timeout_start):
@@ -639,66 +778,91 @@ class Supervisor:
                     timed_out = True
                     self.stop_child(env)
                     break
-                self.wait_event(0.05 if not ready else 2.0)
+                wait = 0.05 if not ready else 2.0
+                if ready and unit.type != "oneshot":
+                    after, _ = self.crash_after(crash_cands)
+                    if after is not None:
+                        left = ready_at + after - time.time()
+                        if left <= 0:
+                            # the injected crash: the main process dies, exit status 1
+                            self.kill_child(signal.SIGKILL)
+                            self.child.wait()
+                            crashed = True
+                            break
+                        wait = min(wait, left)
+                self.wait_event(wait)
             if self.child is not None:
                 rc = self.child.returncode
                 code = rc if rc >= 0 else 128 - rc
                 self.child = None
+            if crashed:
+                code = 1
             if code is None:
                 code = 0
+            exited = [time.time(), time.monotonic()]
             if argv is not None:
                 log_event(short_name, "exit %d" % code)
                 self.journal("%s: Main process exited, code=%s, status=%d/%s" % (
-                    name, "exited" if code < 128 else "killed", code, "SUCCESS" if code == 0 else "FAILURE"))
+                    name, "exited" if code < 128 else "killed",
+                    code if code < 128 else code - 128,
+                    "SUCCESS" if code == 0 else ("FAILURE" if code < 128 else signame(code - 128))))
+                update_state(name, exec_main_exit=exited, exec_main_code=1 if code < 128 else 2,
+                             exec_main_status=code if code < 128 else code - 128)
             if self.stop_requested:
                 self.run_aux(unit.exec_stop_post, env, "ExecStopPost")
                 self.journal("Stopped %s." % unit.description)
-                self.finish("inactive", "success", code)
+                self.finish("inactive", "success")
                 return
-            if timed_out:
-                self.finish("failed", "timeout", code, event="failed")
-                return
-            if unit.type == "oneshot":
+            if unit.type == "oneshot" and not timed_out:
                 if code != 0:
-                    self.finish("failed", "exit-code", code, event="failed")
+                    self.finish("failed", "exit-code", event="failed")
                 else:
                     self.job("done")
                     if unit.remain_after_exit:
                         update_state(name, active="active", sub="exited", main_pid=0, ready=True,
-                                     exec_main_status=0, supervisor_pid=0, state_change=time.time())
+                                     supervisor_pid=0)
                         log_event(short_name, "ready")
                     else:
-                        self.finish("inactive", "success", 0)
+                        self.finish("inactive", "success")
                 return
-            if notify and not ready:
-                self.journal("%s: Failed with result 'exit-code'." % name)
-                self.journal("Failed to start %s." % unit.description)
-                self.finish("failed", "exit-code", code, event="failed")
-                return
+            result = ("timeout" if timed_out else "success" if code == 0 else
+                      "exit-code" if code < 128 else "signal")
             restart = {
                 "always": True,
-                "on-failure": code != 0,
-                "on-success": code == 0,
-                "on-abnormal": code >= 128,
-                "on-abort": code >= 128,
+                "on-failure": result != "success",
+                "on-success": result == "success",
+                "on-abnormal": result in ("signal", "timeout"),
+                "on-abort": result == "signal",
             }.get(unit.restart, False)
+            if result != "success":
+                self.journal("%s: Failed with result '%s'." % (name, result))
+            if waits_ready and not ready and notify:
+                # the start job fails; Restart= still applies to the unit (auto-restart)
+                self.journal("Failed to start %s." % unit.description)
+                self.job(result if result != "success" else "exit-code")
             if not restart:
-                if code != 0:
-                    self.journal("%s: Failed with result 'exit-code'." % name)
-                    self.finish("failed", "exit-code", code, event="failed")
+                if result != "success":
+                    self.finish("failed", result, event="failed")
                 else:
-                    self.finish("inactive", "success", code)
+                    self.finish("inactive", "success")
                 return
-            update_state(name, active="activating", sub="auto-restart", main_pid=0, ready=False,
-                         exec_main_status=code, state_change=time.time())
-            self.journal("%s: Scheduled restart job, restart counter is at %d." % (
-                name, read_state(name).get("n_restarts", 0) + 1))
+            if result != "success":
+                log_event(short_name, "failed")
+            update_state(name, active="activating", sub="auto-restart", main_pid=0, ready=False, result=result,
+                         _via="inactive" if result == "success" else "failed")
             deadline = time.time() + unit.restart_sec
             while not self.stop_requested and time.time() < deadline:
                 self.wait_event(deadline - time.time())
             if self.stop_requested:
-                self.finish("inactive", "success", code)
+                self.finish("inactive", "success")
                 return
+
+
+def signame(sig):
+    try:
+        return signal.Signals(sig).name[3:]
+    except ValueError:
+        return str(sig)
 
 
 def supervise_main(name):
@@ -729,6 +893,7 @@ def job_failed(name, why):
         "timeout": "because a timeout was exceeded",
         "resources": "because of unavailable resources or another system error",
         "start-limit-hit": "because start of the service was attempted too often",
+        "signal": "because a fatal signal was delivered to the control process",
     }
     if why == "canceled":
         raise Fail("Job for %s canceled." % name, 1)
@@ -797,47 +962,69 @@ def do_start(name, no_block=False):
     unit = require_unit(name, "start")
     warn_reload(name)
     with flocked(job_lock_path(name)):
-        with flocked(lock_path(name)):
-            st = effective_state(name)
-            if st["active"] in ("active", "activating") and supervisor_alive(name, st):
-                return
-            if st["active"] == "active" and unit.type == "oneshot":
-                return
-            hit, times = start_limit_check(unit, st)
-            if hit:
-                st.update(active="failed", sub="failed", result="start-limit-hit", supervisor_pid=0, main_pid=0)
-                write_json(state_path(name), st)
-                unit_journal(name, "%s: Start request repeated too quickly." % name)
-                unit_journal(name, "%s: Failed with result 'start-limit-hit'." % name)
-                unit_journal(name, "Failed to start %s." % unit.description)
-                log_event(short(name), "failed")
-                job_failed(name, "start-limit-hit")
-            st.update(active="activating", sub="start", result="success", ready=False, main_pid=0, job_result=None,
-                      start_times=times, n_restarts=0, exec_main_status=0, state_change=time.time())
-            st["supervisor_pid"] = 0
-            write_json(state_path(name), st)
-            sup = spawn_supervisor(name)
-            st["supervisor_pid"] = sup
-            write_json(state_path(name), st)
-        if no_block:
-            return
+        sup = start_job(name, unit)
+    # the job belongs to the manager: the client only waits for it, outside the lock,
+    # so a later stop can cancel it; killing the client changes nothing
+    if sup and not no_block:
         wait_started(name, unit, sup)
 
 
+def start_job(name, unit):
+    """Enqueue a start (job lock held): spawns the supervisor. Returns the supervisor
+    whose start job to wait for, or None when there is nothing to wait for."""
+    with flocked(lock_path(name)):
+        st = effective_state(name)
+        if st["active"] in ("active", "activating") and supervisor_alive(name, st):
+            sup = st["supervisor_pid"]
+            # a start job still running (a start merges into it) or an active unit
+            return sup if job_result(st, sup) is None else None
+        if st["active"] == "active" and unit.type == "oneshot":
+            return None
+        hit, times = start_limit_check(unit, st)
+        if hit:
+            apply_changes(st, dict(active="failed", sub="failed", result="start-limit-hit", supervisor_pid=0,
+                                   main_pid=0, control_pid=0))
+            write_json(state_path(name), st)
+            unit_journal(name, "%s: Start request repeated too quickly." % name)
+            unit_journal(name, "%s: Failed with result 'start-limit-hit'." % name)
+            unit_journal(name, "Failed to start %s." % unit.description)
+            log_event(short(name), "failed")
+            job_failed(name, "start-limit-hit")
+        # not an automatic restart: the restart counter starts again (service_start)
+        apply_changes(st, dict(active="activating", sub="start", result="success", ready=False, main_pid=0,
+                               control_pid=0, start_times=times, n_restarts=0, supervisor_pid=0))
+        write_json(state_path(name), st)
+        sup = spawn_supervisor(name)
+        st["supervisor_pid"] = sup
+        write_json(state_path(name), st)
+    return sup
+
+
 def wait_started(name, unit, sup):
-    timeout = (unit.timeout_start or 3600.0) + 5.0
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        jr = read_state(name).get("job_result")
+    """Wait for the start job of supervisor sup, however long it takes (systemctl has no
+    timeout of its own: the unit's TimeoutStartSec ends a start, or nothing does)."""
+    delay = 0.02
+    while True:
+        st = read_state(name)
+        jr = job_result(st, sup)
         # no cmdline check here: right after the fork the supervisor has not exec'd yet
         if jr is None and not pid_alive(sup):
-            jr = read_state(name).get("job_result") or "resources"
+            jr = job_result(read_state(name), sup) or "resources"
         if jr == "done":
             return
         if jr is not None:
             job_failed(name, jr)
-        time.sleep(0.02)
-    job_failed(name, "timeout")
+        time.sleep(delay)
+        delay = min(delay * 1.2, 0.25)
+
+
+def kill_groups(st):
+    for key in ("main_pid", "control_pid"):
+        if st.get(key):
+            try:
+                os.killpg(st[key], signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def do_stop(name, quiet_missing=False):
@@ -851,7 +1038,9 @@ def do_stop(name, quiet_missing=False):
         sup = st.get("supervisor_pid")
         if supervisor_alive(name, st):
             log_event(short(name), "stop")
-            update_state(name, active="deactivating", sub="stop", state_change=time.time())
+            if unit is not None:
+                unit_journal(name, "Stopping %s..." % unit.description)
+            update_state(name, active="deactivating", sub="stop")
             try:
                 os.kill(sup, signal.SIGTERM)
             except ProcessLookupError:
@@ -861,9 +1050,15 @@ def do_stop(name, quiet_missing=False):
                 time.sleep(0.01)
             if pid_alive(sup, supervisor_needle(name)):
                 os.kill(sup, signal.SIGKILL)
+                kill_groups(read_state(name))
+            with flocked(lock_path(name)):
+                st = read_state(name)
+                if set_job_result(st, sup, "canceled"):
+                    write_json(state_path(name), st)
             st = read_state(name)
             if st["active"] in ("deactivating", "active", "activating"):
-                update_state(name, active="inactive", sub="dead", main_pid=0, supervisor_pid=0, ready=False)
+                update_state(name, active="inactive", sub="dead", main_pid=0, control_pid=0, supervisor_pid=0,
+                             ready=False)
         else:
             if st["active"] == "active" and st.get("sub") == "exited":  # oneshot RemainAfterExit
                 log_event(short(name), "stop")
@@ -873,16 +1068,72 @@ def do_stop(name, quiet_missing=False):
                     subprocess.call(argv, env=env, stdin=subprocess.DEVNULL)
                 update_state(name, active="inactive", sub="dead")
             elif st["active"] in ("active", "activating", "deactivating"):
-                update_state(name, active="inactive", sub="dead", main_pid=0, supervisor_pid=0)
+                update_state(name, active="inactive", sub="dead", main_pid=0, control_pid=0, supervisor_pid=0)
+
+
+def run_detached(fn):
+    """Run fn in a process of its own (new session, no terminal, no client fds) and return
+    its result: what the manager does for a job goes on when the client dies."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() == 0:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+                devnull = os.open("/dev/null", os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                try:
+                    res = {"ok": True, "value": fn()}
+                except Fail as e:
+                    res = {"ok": False, "msg": e.msg, "code": e.code}
+                except Exception as e:  # noqa: BLE001 - reported to the client
+                    res = {"ok": False, "msg": "fake systemd: %r" % e, "code": 1}
+                try:
+                    os.write(w, json.dumps(res).encode())
+                except OSError:
+                    pass
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    try:
+        res = json.loads(data.decode() or "{}")
+    except ValueError:
+        res = {}
+    if not res:
+        raise Fail("Failed to restart: the fake systemd job did not report back.", 1)
+    if not res["ok"]:
+        raise Fail(res["msg"], res["code"])
+    return res["value"]
 
 
 def do_restart(name):
-    require_unit(name, "restart")
-    try:
-        do_stop(name)
-    except Fail:
-        pass
-    do_start(name)
+    unit = require_unit(name, "restart")
+    warn_reload(name)
+
+    def job():
+        # one restart job: stop, then start, whatever becomes of the client
+        try:
+            do_stop(name)
+        except Fail:
+            pass
+        with flocked(job_lock_path(name)):
+            return start_job(name, load_unit(name) or unit)
+
+    sup = run_detached(job)
+    if sup:
+        wait_started(name, unit, sup)
 
 
 def install_paths(unit):
@@ -938,17 +1189,27 @@ def do_disable(name, quiet):
         raise Fail("Failed to disable unit: Unit file %s does not exist." % name, 1)
 
 
-def exec_start_text(unit, st):
+def exec_text(unit, lines, st, main=False):
+    """An Exec*= property as systemctl show prints it."""
     if unit is None:
         return ""
     parts = []
-    for line in unit.exec_start:
+    for line in lines:
         argv, ignore = expand_command(line, unit.environment)
         if not argv:
             continue
-        parts.append("{ path=%s ; argv[]=%s ; ignore_errors=%s ; start_time=[n/a] ; stop_time=[n/a] ; "
-                     "pid=%d ; code=(null) ; status=0/0 }"
-                     % (argv[0], " ".join(argv), "yes" if ignore else "no", st.get("main_pid") or 0))
+        start = st.get("exec_main_start") if main else None
+        stop = st.get("exec_main_exit") if main else None
+        pid = (st.get("main_pid") or 0) if main else 0
+        parts.append("{ path=%s ; argv[]=%s ; ignore_errors=%s ; start_time=[%s] ; stop_time=[%s] ; "
+                     "pid=%d ; code=%s ; status=%s }"
+                     % (argv[0], " ".join(argv), "yes" if ignore else "no",
+                        fmt_ts(start[0]) if start else "n/a", fmt_ts(stop[0]) if stop else "n/a", pid,
+                        {1: "exited", 2: "killed"}.get(st.get("exec_main_code") or 0, "(null)") if main else "(null)",
+                        "%d/%s" % (st.get("exec_main_status") or 0,
+                                   signame(st.get("exec_main_status") or 0) if st.get("exec_main_code") == 2
+                                   else ("SUCCESS" if not st.get("exec_main_status") else "FAILURE"))
+                        if main and stop else "0/0"))
     return " ".join(parts)
 
 
@@ -958,34 +1219,109 @@ def fmt_ts(ts):
     return time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
+def fmt_timespan(sec):
+    """systemd's format_timespan (accuracy 1us): 1min 30s, 100ms, 2s, infinity, 0."""
+    if sec is None:
+        return "infinity"
+    t = int(round(sec * 1e6))
+    if t <= 0:
+        return "0"
+    table = [("y", 31557600000000), ("month", 2629800000000), ("w", 604800000000), ("d", 86400000000),
+             ("h", 3600000000), ("min", 60000000), ("s", 1000000), ("ms", 1000), ("us", 1)]
+    parts = []
+    for suffix, u in table:
+        if t <= 0:
+            break
+        if t < u:
+            continue
+        a, b = divmod(t, u)
+        if t < 60000000 and b > 0 and u > 1:
+            parts.append("%d.%0*d%s" % (a, len(str(u)) - 1, b, suffix))
+            break
+        parts.append("%d%s" % (a, suffix))
+        t = b
+    return " ".join(parts)
+
+
+def fmt_pair(st, key):
+    """(realtime text, monotonic usec) of a transition timestamp; ("", "0") when never."""
+    v = (st.get("ts") or {}).get(key)
+    if not v:
+        return "", "0"
+    return fmt_ts(v[0]), str(int(v[1] * 1e6))
+
+
 def properties(name):
+    """The unit's properties in systemd's own order (the Service interface, then Unit)."""
     unit = load_unit(name, create=False)
     st = effective_state(name)
     loaded = unit is not None
+    main_start = st.get("exec_main_start")
+    main_exit = st.get("exec_main_exit")
+    if not loaded:
+        load_error = 'org.freedesktop.systemd1.NoSuchUnit "Unit %s not found."' % name
+    elif unit.masked:
+        load_error = 'org.freedesktop.systemd1.UnitMasked "Unit %s is masked."' % name
+    elif unit.errors:
+        load_error = 'org.freedesktop.systemd1.BadUnitSetting "Unit %s has a bad unit file setting."' % name
+    else:
+        load_error = ""
+    good = loaded and not unit.masked
+    running = st["active"] not in INACTIVE_STATES
     props = [
-        ("Type", unit.type if loaded else "simple"),
-        ("Restart", unit.restart if loaded else "no"),
+        ("Type", unit.type if good else ""),
+        ("Restart", unit.restart if good else "no"),
+        ("NotifyAccess", "main" if good and unit.type == "notify" else "none"),
+        ("RestartUSec", fmt_timespan(unit.restart_sec if good else DEFAULT_RESTART_SEC)),
+        ("TimeoutStartUSec", fmt_timespan(unit.timeout_start if good else DEFAULT_TIMEOUT_START)),
+        ("TimeoutStopUSec", fmt_timespan(unit.timeout_stop_set if good else 90.0)),
+        ("RemainAfterExit", "yes" if good and unit.remain_after_exit else "no"),
         ("MainPID", str(st.get("main_pid") or 0)),
-        ("ExecMainPID", str(st.get("main_pid") or 0)),
-        ("ExecMainStatus", str(st.get("exec_main_status") or 0)),
+        ("ControlPID", str(st.get("control_pid") or 0)),
+        ("Result", st.get("result", "success")),
         ("NRestarts", str(st.get("n_restarts") or 0)),
-        ("ExecStart", exec_start_text(unit, st)),
-        ("Environment", " ".join("%s=%s" % kv for kv in unit.environment.items()) if loaded else ""),
+        ("ExecMainStartTimestamp", fmt_ts(main_start[0]) if main_start else ""),
+        ("ExecMainStartTimestampMonotonic", str(int(main_start[1] * 1e6)) if main_start else "0"),
+        ("ExecMainExitTimestamp", fmt_ts(main_exit[0]) if main_exit else ""),
+        ("ExecMainExitTimestampMonotonic", str(int(main_exit[1] * 1e6)) if main_exit else "0"),
+        ("ExecMainPID", str(st.get("main_pid") or (st.get("last_main_pid") or 0))),
+        ("ExecMainCode", str(st.get("exec_main_code") or 0)),
+        ("ExecMainStatus", str(st.get("exec_main_status") or 0)),
+        ("ExecStartPre", exec_text(unit, unit.exec_start_pre, st) if good else ""),
+        ("ExecStart", exec_text(unit, unit.exec_start, st, main=True) if good else ""),
+        ("ExecStartPost", exec_text(unit, unit.exec_start_post, st) if good else ""),
+        ("ExecStop", exec_text(unit, unit.exec_stop, st) if good else ""),
+        ("ExecStopPost", exec_text(unit, unit.exec_stop_post, st) if good else ""),
+        ("Slice", "system.slice" if good else ""),
+        ("ControlGroup", "/system.slice/%s" % name if good and running else ""),
+        ("Environment", " ".join("%s=%s" % kv for kv in unit.environment.items()) if good else ""),
+        ("EnvironmentFiles", " ".join("%s (ignore_errors=%s)" % (f.lstrip("-"), "yes" if f.startswith("-") else "no")
+                                      for f in unit.environment_files) if good else ""),
         ("Id", name),
         ("Names", name),
-        ("Description", unit.description if loaded else name),
+        ("Description", unit.description if good else name),
         ("LoadState", unit.load_state if loaded else "not-found"),
         ("ActiveState", st["active"]),
+        ("FreezerState", "running"),
         ("SubState", st["sub"]),
-        ("Result", st.get("result", "success")),
         ("FragmentPath", unit.fragment if loaded else ""),
-        ("DropInPaths", " ".join(unit.dropins) if loaded else ""),
+        ("DropInPaths", " ".join(unit.dropins) if good else ""),
         ("UnitFileState", enable_state(name) or ""),
-        ("ActiveEnterTimestamp", fmt_ts(st.get("started_at")) if st["active"] == "active" else ""),
-        ("StateChangeTimestamp", fmt_ts(st.get("state_change"))),
-        ("StartLimitBurst", str(unit.start_limit_burst or 5) if loaded else "5"),
-        ("StartLimitIntervalUSec", ("%ds" % unit.start_limit_interval) if loaded and unit.start_limit_interval else "10s"),
+        ("UnitFilePreset", "enabled" if loaded else ""),
+    ]
+    for key, ts in (("StateChange", "state_change"), ("InactiveExit", "inactive_exit"),
+                    ("ActiveEnter", "active_enter"), ("ActiveExit", "active_exit"),
+                    ("InactiveEnter", "inactive_enter")):
+        text, mono = fmt_pair(st, ts)
+        props += [(key + "Timestamp", text), (key + "TimestampMonotonic", mono)]
+    props += [
+        ("CanStart", "yes" if good and not unit.errors else "no"),
+        ("CanStop", "yes" if good else "no"),
         ("NeedDaemonReload", "yes" if need_daemon_reload(name) else "no"),
+        ("LoadError", load_error),
+        ("StartLimitIntervalUSec", fmt_timespan(unit.start_limit_interval) if good else "10s"),
+        ("StartLimitBurst", str(unit.start_limit_burst_shown) if good else "5"),
+        ("InvocationID", st.get("invocation_id", "") if running else ""),
     ]
     return props
 
@@ -1010,10 +1346,15 @@ def do_status(name):
         ago = " since %s; %ds ago" % (fmt_ts(since), int(time.time() - since))
     sub = st["sub"]
     detail = "(Result: %s)" % st["result"] if st["active"] == "failed" else "(%s)" % sub
+    if st["active"] != "failed" and st.get("result", "success") != "success":
+        detail += " (Result: %s)" % st["result"]
     out.append("     Active: %s %s%s" % (st["active"], detail, ago))
     if st.get("main_pid"):
         exe = os.path.basename((st.get("exec_start") or ["?"])[0])
         out.append("   Main PID: %d (%s)" % (st["main_pid"], exe))
+    if st.get("control_pid"):
+        cmd = common.proc_cmdline(st["control_pid"])
+        out.append("  Cntrl PID: %d (%s)" % (st["control_pid"], os.path.basename(cmd[0]) if cmd and cmd[0] else "?"))
     if need_daemon_reload(name):
         out.append("Warning: The unit file, source configuration file or drop-ins of %s changed on disk. "
                    "Run 'systemctl daemon-reload' to reload units." % name)
@@ -1093,6 +1434,54 @@ def do_list_unit_files(patterns, legend):
 
 # ------------------------------------------------------------------------- CLI
 
+def parent_pid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+        return int(data[data.rindex(")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def proc_comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def ssh_session_pids():
+    """The sshd processes of the SSH session this command runs under (through sudo and
+    shells), nearest first; the listening daemon (the topmost sshd) is not one of them."""
+    chain = []
+    pid = os.getppid()
+    while pid > 1:
+        if proc_comm(pid) in ("sshd", "sshd-session"):
+            chain.append(pid)
+        pid = parent_pid(pid)
+    return chain[:-1]
+
+
+def drop_ssh(verb, units):
+    """Fault drop-ssh-on-<verb>-<unit>: the SSH connection dies as the verb is asked for
+    (its sshd processes are SIGKILLed) and the verb is not done (exit 255)."""
+    session = ssh_session_pids()
+    if not session:
+        return
+    cands = []
+    for u in units:
+        cands += ["drop-ssh-on-%s-%s" % (verb, short(u)), "drop-ssh-on-%s-%s" % (verb, u)]
+    if not cands or not common.consume_fault(cands):
+        return
+    for pid in session:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os._exit(255)
+
+
 USAGE = "systemctl [OPTIONS...] COMMAND ...\n(fake systemd of the calico-rollout test agents)"
 
 
@@ -1153,6 +1542,16 @@ def cli(argv):
             props.extend(a.split("=", 1)[1].split(","))
         elif a.startswith("-p") and len(a) > 2:
             props.extend(a[2:].split(","))
+        elif a == "-P":
+            # -P NAME: --value --property=NAME
+            if i >= len(argv):
+                raise Fail("systemctl: option requires an argument -- 'P'", 1)
+            props.extend(argv[i].split(","))
+            value_only = True
+            i += 1
+        elif a.startswith("-P") and len(a) > 2:
+            props.extend(a[2:].split(","))
+            value_only = True
         elif a.startswith("--type=") or a.startswith("-t"):
             if a == "-t":
                 i += 1
@@ -1169,6 +1568,7 @@ def cli(argv):
     if not args:
         args = ["list-units"]
     verb, units = args[0], [unit_name(u) for u in args[1:]]
+    drop_ssh(verb, units)
     if verb in MODIFYING_VERBS and not common.is_root():
         if verb == "daemon-reload":
             raise Fail("Failed to reload daemon: Interactive authentication required.", 1)
@@ -1265,28 +1665,31 @@ def cli(argv):
             if not props:
                 print("Version=%s" % SYSTEMD_VERSION.split()[0])
                 return 0
+        # one block per unit, blank line between; properties in systemd's order, asked-for
+        # ones even when empty, unknown names skipped; without -p empty ones only with --all
         first = True
         for u in units:
             if not first:
                 print()
             first = False
-            allp = properties(u)
-            if props:
-                d = dict(allp)
-                sel = [(p, d.get(p, "")) for p in props]
-            else:
-                sel = allp
-            for k, v in sel:
+            for k, v in properties(u):
+                if props and k not in props:
+                    continue
+                if not props and not all_units and v == "":
+                    continue
                 print(v if value_only else "%s=%s" % (k, v))
         return 0
     if verb == "reset-failed":
         for u in units or [os.path.basename(p)[: -len(".state.json")]
                            for p in glob.glob(os.path.join(STATE_DIR, "*.state.json"))]:
             with flocked(lock_path(u)):
+                # service_reset_failed + the start rate limit: NRestarts and the limit start over
                 st = effective_state(u)
                 st["start_times"] = []
+                st["n_restarts"] = 0
+                st["result"] = "success"
                 if st["active"] == "failed":
-                    st.update(active="inactive", sub="dead", result="success")
+                    apply_changes(st, dict(active="inactive", sub="dead"))
                 write_json(state_path(u), st)
         return 0
     if verb == "kill":
