@@ -470,6 +470,27 @@ fn on_docker_23_a_new_daemon_json_must_pass_dockerd_validate_first() {
         restarted.is_empty(),
         "docker was not restarted: {restarted:?}"
     );
+    assert!(
+        read("agent-1", "/var/lib/calico-rollout/pending/docker").is_none(),
+        "a refused install leaves no restart pending"
+    );
+
+    // Back to the good template: nothing changed, so nothing restarts.
+    c.template(&mut inv, "daemon.json.j2", r#"{"live-restore": true}"#);
+    let before = restart_log("agent-1").len();
+    let again = c.run("apply", &inv, &["--limit", "agent-1"]);
+    assert_eq!(again.code, 0);
+    for (host, step, status) in again.cells() {
+        if host == "agent-1" {
+            assert_eq!(status, "ok", "{step}");
+        }
+    }
+    let stops: Vec<Restart> = restart_log("agent-1")
+        .into_iter()
+        .skip(before)
+        .filter(|r| r.event == "stop")
+        .collect();
+    assert!(stops.is_empty(), "nothing restarted: {stops:?}");
 }
 
 #[test]
