@@ -84,25 +84,7 @@ pub fn report_exit_code(report: &Report) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Status, StepResult};
-    use crate::step::StepName;
-
-    fn host(statuses: &[Status]) -> HostReport {
-        HostReport {
-            host: "agent-1".into(),
-            steps: statuses
-                .iter()
-                .zip(StepName::ALL)
-                .map(|(&status, step)| StepResult {
-                    step,
-                    status,
-                    message: String::new(),
-                    restarted: false,
-                    restarts: 0,
-                })
-                .collect(),
-        }
-    }
+    use crate::report::{Status, host_with as host};
 
     #[test]
     fn exit_codes() {

@@ -156,17 +156,9 @@ impl HostRun {
     /// skipped, refused) get their result now; for a dry run, so do changes.
     pub fn planned(index: usize, agent: Agent, plans: Vec<StepPlan>, dry_run: bool) -> Self {
         let mut run = HostRun {
-            index,
-            agent,
             results: vec![None; plans.len()],
             plans,
-            state: HostState::Planned,
-            resumed: false,
-            cut_short: false,
-            applied: Vec::new(),
-            next_seq: 1,
-            restarts: [0; 5],
-            target_run: None,
+            ..HostRun::waiting(index, agent)
         };
         for i in 0..run.plans.len() {
             let result = match &run.plans[i].plan {

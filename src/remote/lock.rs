@@ -219,7 +219,7 @@ fn check_script_at(lock: &str) -> String {
 mod tests {
     use super::*;
     use crate::controller::unix_now;
-    use crate::lock::{LockState, parse};
+    use crate::lock::{Holder, LockState, parse};
     use std::path::Path;
     use std::process::{Command, Output, Stdio};
 
@@ -344,9 +344,13 @@ mod tests {
         assert_eq!(read(&lock)["owner"], "op-1-100");
         assert_tidy(&lock);
 
-        // check sees the same, and never takes the lock.
+        // check sees the same (at its own `now`), and never takes the lock.
         let (code, state) = sh(&check_script_at(&lock));
-        assert_eq!((code, state), (0, LockState::Held(h.clone())));
+        let LockState::Held(seen) = state else {
+            panic!("{state:?}")
+        };
+        assert_eq!(code, 0);
+        assert_eq!(Holder { now: h.now, ..seen }, h);
 
         // The same run takes it again.
         assert_eq!(

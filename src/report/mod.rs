@@ -100,32 +100,35 @@ impl Report {
     }
 }
 
+/// A host whose steps ended with `statuses`, for tests of what reads a
+/// report.
+#[cfg(test)]
+pub fn host_with(statuses: &[Status]) -> HostReport {
+    HostReport {
+        host: "agent-1".into(),
+        steps: statuses
+            .iter()
+            .zip(StepName::ALL)
+            .map(|(&status, step)| StepResult {
+                step,
+                status,
+                message: String::new(),
+                restarted: false,
+                restarts: 0,
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn host(statuses: &[Status]) -> HostReport {
-        HostReport {
-            host: "agent-1".into(),
-            steps: statuses
-                .iter()
-                .zip(StepName::ALL)
-                .map(|(&status, step)| StepResult {
-                    step,
-                    status,
-                    message: String::new(),
-                    restarted: false,
-                    restarts: 0,
-                })
-                .collect(),
-        }
-    }
 
     #[test]
     fn json_shape_is_one_object_per_host() {
         let r = Report {
             dry_run: false,
-            hosts: vec![host(&[Status::Changed; 5])],
+            hosts: vec![host_with(&[Status::Changed; 5])],
             halt: None,
         };
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
