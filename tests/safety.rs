@@ -243,7 +243,14 @@ fn a_run_whose_lock_is_taken_over_stops_touching_that_host() {
         "{{\"owner\":\"other-run-1\",\"user\":\"bob\",\"host\":\"desk\",\"pid\":7,\"since\":{n},\"refreshed\":{n}}}",
         n = now.trim()
     );
-    exec("pub-1", &format!("printf '%s\\n' '{theirs}' > {LOCK}"));
+    // Under the lock's guard, as every lock script writes it.
+    exec(
+        "pub-1",
+        &format!(
+            "printf '%s\\n' '{theirs}' > /run/lock/theirs.tmp && \
+             flock /run/lock/.calico-rollout.lock.guard mv /run/lock/theirs.tmp {LOCK}"
+        ),
+    );
     let run = finish(child, "apply, with pub-1's lock taken");
 
     assert_eq!(run.status("agent-1", "node"), "changed");

@@ -13,8 +13,9 @@ use crate::remote::{self, gate::Identity};
 use crate::steps::Gate;
 use crate::transport::{Connector, Stdin};
 
-/// How often a gate is checked while a service comes back.
-const GATE_POLL: Duration = Duration::from_millis(500);
+/// How often a gate is checked while a service comes back: a pass needs
+/// two answers in a row from the same process.
+const GATE_POLL: Duration = Duration::from_millis(250);
 /// How often the gates are checked while a host must stay healthy.
 const WATCH_POLL: Duration = Duration::from_secs(1);
 
