@@ -82,7 +82,9 @@ fn fresh_apply_converges_on_the_real_daemons() {
             "{host}: daemon.json is the seed plus the store"
         );
 
-        // dockerd's store client is connected through the gateway.
+        // dockerd's store client is connected through the gateway. (Once it
+        // has synced the member list it also talks to the members' advertised
+        // URLs directly: testenv/README.md, "Where the stand-ins still differ".)
         wait_until(
             10,
             &format!("{host}: dockerd connected to 127.0.0.1:2379"),
@@ -471,8 +473,6 @@ fn an_image_the_real_dockerd_cannot_pull_fails_before_anything_changes() {
 }
 
 #[test]
-#[ignore = "calico-rollout bug: it looks for --hosts in docker.service, but Debian's and \
-            upstream's units pass -H fd://; reported with a reproduction"]
 fn a_key_the_real_docker_unit_passes_as_a_short_flag_is_refused_before_anything_changes() {
     let c = cluster();
     // Both Debian's and upstream's docker.service run `dockerd -H fd://`:

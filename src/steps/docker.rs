@@ -57,14 +57,60 @@ pub fn merge_daemon_json(
     }))
 }
 
-/// Flags set on dockerd's own command line in the docker unit.
-fn flag_set_in_unit(unit_file: &str, key: &str) -> bool {
-    let flag = format!("--{key}");
+/// dockerd flags whose daemon.json key is not their own long name.
+const FLAG_KEYS: [(&str, &str); 20] = [
+    ("-H", "hosts"),
+    ("--host", "hosts"),
+    ("-D", "debug"),
+    ("-G", "group"),
+    ("-l", "log-level"),
+    ("-b", "bridge"),
+    ("-p", "pidfile"),
+    ("-g", "data-root"),
+    ("--graph", "data-root"),
+    ("--log-opt", "log-opts"),
+    ("--label", "labels"),
+    ("--insecure-registry", "insecure-registries"),
+    ("--registry-mirror", "registry-mirrors"),
+    ("--storage-opt", "storage-opts"),
+    ("--exec-opt", "exec-opts"),
+    ("--add-runtime", "runtimes"),
+    ("--authorization-plugin", "authorization-plugins"),
+    ("--cluster-store-opt", "cluster-store-opts"),
+    ("--dns-opt", "dns-opts"),
+    ("--default-ulimit", "default-ulimits"),
+];
+
+/// The daemon.json key a word of dockerd's command line sets, if it is a
+/// flag: `-H fd://` sets `hosts`, `--log-opt=…` sets `log-opts`.
+fn key_of_flag(word: &str) -> Option<&str> {
+    if !word.starts_with('-') {
+        return None;
+    }
+    let name = word.split('=').next().unwrap_or(word);
+    // A short flag may carry its value: `-Hfd://`.
+    let short = (!name.starts_with("--") && name.len() > 2).then(|| &name[..2]);
+    let name = short.unwrap_or(name);
+    FLAG_KEYS
+        .iter()
+        .find(|(flag, _)| *flag == name)
+        .map(|(_, key)| *key)
+        .or_else(|| name.strip_prefix("--"))
+}
+
+/// The flag by which dockerd's own command line in the docker unit sets
+/// `key`, if it does.
+fn flag_in_unit<'a>(unit_file: &'a str, key: &str) -> Option<&'a str> {
     unit_file
         .lines()
         .filter(|l| l.trim_start().starts_with("ExecStart="))
         .flat_map(|l| l.split_whitespace())
-        .any(|word| word == flag || word.starts_with(&format!("{flag}=")))
+        .find(|w| key_of_flag(w) == Some(key))
+        .map(|w| w.split('=').next().unwrap_or(w))
+}
+
+fn flag_set_in_unit(unit_file: &str, key: &str) -> bool {
+    flag_in_unit(unit_file, key).is_some()
 }
 
 pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
@@ -89,10 +135,13 @@ pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
         }
     }
     if let Some(unit_file) = facts.unit_files.get(DOCKER_UNIT)
-        && let Some(key) = want.managed.keys().find(|k| flag_set_in_unit(unit_file, k))
+        && let Some((key, flag)) = want
+            .managed
+            .keys()
+            .find_map(|k| flag_in_unit(unit_file, k).map(|f| (k, f)))
     {
         return Plan::Refused(format!(
-            "the docker unit already passes --{key} to dockerd; dockerd refuses a setting given both \
+            "the docker unit already passes {flag} to dockerd (daemon.json's {key:?}); dockerd refuses a setting given both \
              as a flag and in daemon.json. Remove the flag, or set docker.enabled: false"
         ));
     }
@@ -163,6 +212,20 @@ mod tests {
             .as_object()
             .unwrap()
             .clone()
+    }
+
+    #[test]
+    fn flags_are_read_as_the_keys_they_set() {
+        let unit = "[Service]\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/c.sock \
+                    --log-opt max-size=10m -D --insecure-registry=r:5000 $DOCKER_OPTS\n";
+        for key in ["hosts", "containerd", "log-opts", "debug", "insecure-registries"] {
+            assert!(flag_set_in_unit(unit, key), "{key}");
+        }
+        for key in ["cluster-store", "log-level", "max-size", "registry-mirrors"] {
+            assert!(!flag_set_in_unit(unit, key), "{key}");
+        }
+        assert!(flag_set_in_unit("ExecStart=/usr/bin/dockerd -Hunix:///x\n", "hosts"));
+        assert!(!flag_set_in_unit("# ExecStart=dockerd -H x\n", "hosts"));
     }
 
     #[test]

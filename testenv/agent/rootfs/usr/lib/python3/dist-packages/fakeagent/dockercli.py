@@ -53,6 +53,10 @@ def go_fmt(v):
 
 
 def go_json(v):
+    if isinstance(v, dict) and "_omitempty" in v:
+        # Go's `json:",omitempty"`: docker's Info leaves out an unset
+        # ClusterStore and ClusterAdvertise.
+        v = {k: x for k, x in v.items() if k != "_omitempty" and not (k in v["_omitempty"] and x in ("", None))}
     s = json.dumps(v, separators=(",", ":"), ensure_ascii=False)
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
@@ -1068,6 +1072,7 @@ def cmd_info(args):
         "LiveRestoreEnabled": st.get("LiveRestoreEnabled", False),
         "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": st.get("RegistryMirrors", [])},
         "Warnings": [],
+        "_omitempty": ["ClusterStore", "ClusterAdvertise"],
     }
     if opts.get("format"):
         out(render(opts["format"], info))
