@@ -218,13 +218,22 @@ mod tests {
     fn flags_are_read_as_the_keys_they_set() {
         let unit = "[Service]\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/c.sock \
                     --log-opt max-size=10m -D --insecure-registry=r:5000 $DOCKER_OPTS\n";
-        for key in ["hosts", "containerd", "log-opts", "debug", "insecure-registries"] {
+        for key in [
+            "hosts",
+            "containerd",
+            "log-opts",
+            "debug",
+            "insecure-registries",
+        ] {
             assert!(flag_set_in_unit(unit, key), "{key}");
         }
         for key in ["cluster-store", "log-level", "max-size", "registry-mirrors"] {
             assert!(!flag_set_in_unit(unit, key), "{key}");
         }
-        assert!(flag_set_in_unit("ExecStart=/usr/bin/dockerd -Hunix:///x\n", "hosts"));
+        assert!(flag_set_in_unit(
+            "ExecStart=/usr/bin/dockerd -Hunix:///x\n",
+            "hosts"
+        ));
         assert!(!flag_set_in_unit("# ExecStart=dockerd -H x\n", "hosts"));
     }
 
