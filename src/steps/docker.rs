@@ -109,10 +109,6 @@ fn flag_in_unit<'a>(unit_file: &'a str, key: &str) -> Option<&'a str> {
         .map(|w| w.split('=').next().unwrap_or(w))
 }
 
-fn flag_set_in_unit(unit_file: &str, key: &str) -> bool {
-    flag_in_unit(unit_file, key).is_some()
-}
-
 pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
     let Some(want) = want else {
         return Plan::Skipped("docker.enabled is false: the docker daemon is left alone".into());
@@ -206,6 +202,10 @@ mod tests {
     use super::*;
     use crate::steps::testing::{converged_facts, desired, fresh_facts};
     use serde_json::json;
+
+    fn flag_set_in_unit(unit_file: &str, key: &str) -> bool {
+        flag_in_unit(unit_file, key).is_some()
+    }
 
     fn managed() -> Map<String, Value> {
         json!({"cluster-store": "etcd://127.0.0.1:2379"})
