@@ -1,8 +1,9 @@
 //! Facts: what one agent looks like right now, parsed from the probe's
 //! output (the probe itself is `remote::probe`).
 //!
-//! The probe prints one line per check, `KEY EXIT BASE64`, so that no
-//! output can be mistaken for another's.
+//! The probe prints one record per check: a line `KEY EXIT LENGTH`, then
+//! exactly LENGTH bytes of output and a newline, so that no output can be
+//! mistaken for another's and nothing needs encoding on the agent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -31,12 +32,8 @@ pub struct Facts {
     pub docker_version: Result<Version, String>,
     /// `Err` with Docker's message when the daemon does not answer.
     pub docker_answering: Result<(), String>,
-    /// Unit name → its unit file text, for units that exist.
-    pub unit_files: BTreeMap<String, String>,
-    /// Unit name → `systemctl is-active` word.
-    pub active: BTreeMap<String, String>,
-    /// Unit name → `systemctl is-enabled` word.
-    pub enabled: BTreeMap<String, String>,
+    /// Every unit in [`UNITS`], as `systemctl show` describes it.
+    pub units: BTreeMap<String, Unit>,
     /// Remote path → sha256 of the files that exist.
     pub hashes: BTreeMap<String, String>,
     /// The agent's daemon.json, when it exists.
@@ -68,13 +65,36 @@ impl std::fmt::Display for Version {
 impl Version {
     /// Reads `Docker version 20.10.24+dfsg1, build 297e128`.
     pub fn parse_docker(text: &str) -> Option<Version> {
-        let rest = text.trim().strip_prefix("Docker version ")?;
-        let ver = rest.split([',', ' ', '+', '-', '~']).next()?;
+        Version::parse(text.trim().strip_prefix("Docker version ")?)
+    }
+
+    /// Reads `20.10.24+dfsg1` (the server version `docker version` gives).
+    pub fn parse(text: &str) -> Option<Version> {
+        let ver = text.trim().split([',', ' ', '+', '-', '~']).next()?;
         let mut parts = ver.split('.').map(|p| p.parse::<u32>());
         let major = parts.next()?.ok()?;
         let minor = parts.next().unwrap_or(Ok(0)).ok()?;
         let patch = parts.next().unwrap_or(Ok(0)).ok()?;
         Some(Version(major, minor, patch))
+    }
+}
+
+/// A systemd unit as `systemctl show` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Unit {
+    /// It has a unit file (`LoadState=loaded`).
+    pub loaded: bool,
+    /// `ActiveState`: active, activating, failed, inactive…
+    pub active: String,
+    /// `UnitFileState`: enabled, disabled, static…
+    pub enabled: String,
+    /// `ExecStart` as systemd shows it: `{ path=… ; argv[]=… ; … }`.
+    pub exec_start: String,
+}
+
+impl Facts {
+    pub fn unit(&self, name: &str) -> Unit {
+        self.units.get(name).cloned().unwrap_or_default()
     }
 }
 
@@ -118,72 +138,106 @@ pub fn normalize_image(reference: &str) -> String {
     }
 }
 
-/// One probe line: exit code and decoded output.
-struct Probe {
-    code: u32,
-    out: Vec<u8>,
+/// One probe record: exit code and output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub code: u32,
+    pub out: Vec<u8>,
+}
+
+impl Record {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out).trim().to_string()
+    }
+}
+
+/// Splits what the probe printed into its records, by key.
+pub fn records(stdout: &[u8]) -> Result<BTreeMap<String, Record>, ProbeError> {
+    let garbled = |why: &str| ProbeError::Failed(format!("garbled probe output: {why}"));
+    let mut out = BTreeMap::new();
+    let mut rest = stdout;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| garbled("a record without its header line"))?;
+        let header = String::from_utf8_lossy(&rest[..end]).into_owned();
+        let mut words = header.split(' ');
+        let (Some(key), Some(code), Some(len), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(garbled(&format!("{header:?} is not a record header")));
+        };
+        let (Ok(code), Ok(len)) = (code.parse::<u32>(), len.parse::<usize>()) else {
+            return Err(garbled(&format!("{header:?} is not a record header")));
+        };
+        let body = &rest[end + 1..];
+        if body.len() < len + 1 || body[len] != b'\n' {
+            return Err(garbled(&format!("the output of {key} is cut short")));
+        }
+        out.insert(
+            key.to_string(),
+            Record {
+                code,
+                out: body[..len].to_vec(),
+            },
+        );
+        rest = &body[len + 1..];
+    }
+    Ok(out)
+}
+
+/// Why the probe script itself failed, from its exit status and stderr.
+pub fn probe_failure(exit: Option<u32>, stderr: &[u8]) -> Option<ProbeError> {
+    let stderr_text = String::from_utf8_lossy(stderr).trim().to_string();
+    if exit == Some(NOT_ROOT) {
+        return Some(ProbeError::NotRoot(stderr_text));
+    }
+    if exit == Some(0) {
+        return None;
+    }
+    Some(if stderr_text.starts_with("sudo") {
+        ProbeError::NotRoot(format!("sudo -n failed: {stderr_text}"))
+    } else if stderr_text.is_empty() {
+        ProbeError::Failed(format!("probe ended without success ({exit:?})"))
+    } else {
+        ProbeError::Failed(stderr_text)
+    })
 }
 
 /// Parses the probe's output. `exit` and `stderr` are the probe command's own.
 pub fn parse(exit: Option<u32>, stdout: &[u8], stderr: &[u8]) -> Result<Facts, ProbeError> {
-    let stderr_text = String::from_utf8_lossy(stderr).trim().to_string();
-    if exit == Some(NOT_ROOT) {
-        return Err(ProbeError::NotRoot(stderr_text));
+    if let Some(e) = probe_failure(exit, stderr) {
+        return Err(e);
     }
-    if exit != Some(0) {
-        return Err(if stderr_text.starts_with("sudo") {
-            ProbeError::NotRoot(format!("sudo -n failed: {stderr_text}"))
-        } else if stderr_text.is_empty() {
-            ProbeError::Failed(format!("probe ended without success ({exit:?})"))
-        } else {
-            ProbeError::Failed(stderr_text)
-        });
-    }
-    let mut probes: BTreeMap<String, Probe> = BTreeMap::new();
-    for line in String::from_utf8_lossy(stdout).lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(key), Some(code), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let Ok(code) = code.parse() else { continue };
-        let out = base64_decode(b64)
-            .ok_or_else(|| ProbeError::Failed(format!("garbled probe output for {key}")))?;
-        probes.insert(key.to_string(), Probe { code, out });
-    }
-    let get = |key: &str| -> Result<&Probe, ProbeError> {
+    from_records(&records(stdout)?)
+}
+
+/// The facts, from the probe's records.
+pub fn from_records(probes: &BTreeMap<String, Record>) -> Result<Facts, ProbeError> {
+    let get = |key: &str| -> Result<&Record, ProbeError> {
         probes
             .get(key)
             .ok_or_else(|| ProbeError::Failed(format!("probe output lacks {key}")))
     };
-    let text = |p: &Probe| String::from_utf8_lossy(&p.out).trim().to_string();
 
-    let dv = get("docker_version")?;
-    let docker_version = if dv.code == 0 {
-        Version::parse_docker(&text(dv))
-            .ok_or_else(|| format!("cannot read the Docker version from {:?}", text(dv)))
+    let server = get("docker_server")?;
+    let docker_answering = if server.code == 0 {
+        Ok(())
     } else {
-        Err(format!("dockerd --version failed: {}", text(dv)))
+        Err(server.text())
     };
-    let da = get("docker_answering")?;
-    let docker_answering = if da.code == 0 { Ok(()) } else { Err(text(da)) };
-
-    let mut unit_files = BTreeMap::new();
-    let mut active = BTreeMap::new();
-    let mut enabled = BTreeMap::new();
-    for (key, probe) in &probes {
-        if let Some(unit) = key.strip_prefix("unit:") {
-            if probe.code == 0 {
-                unit_files.insert(unit.to_string(), text(probe));
-            }
-        } else if let Some(unit) = key.strip_prefix("enabled:") {
-            enabled.insert(unit.to_string(), text(probe));
+    let docker_version = if server.code == 0 {
+        Version::parse(&server.text())
+            .ok_or_else(|| format!("cannot read the Docker version from {:?}", server.text()))
+    } else {
+        match probes.get("dockerd_version") {
+            Some(dv) if dv.code == 0 => Version::parse_docker(&dv.text())
+                .ok_or_else(|| format!("cannot read the Docker version from {:?}", dv.text())),
+            Some(dv) => Err(format!("dockerd --version failed: {}", dv.text())),
+            None => Err("dockerd --version was not asked".to_string()),
         }
-    }
-
-    let states = String::from_utf8_lossy(&get("active")?.out).into_owned();
-    for (unit, state) in UNITS.iter().zip(states.lines()) {
-        active.insert(unit.to_string(), state.trim().to_string());
-    }
+    };
 
     let mut hashes = BTreeMap::new();
     if let Some(h) = probes.get("hashes") {
@@ -197,20 +251,10 @@ pub fn parse(exit: Option<u32>, stdout: &[u8], stderr: &[u8]) -> Result<Facts, P
         }
     }
 
-    let daemon_json = if get("daemon_json_exists")?.code == 0 {
-        let dj = get("daemon_json")?;
-        if dj.code != 0 {
-            return Err(ProbeError::Failed(format!(
-                "{} exists but cannot be read",
-                desired::DAEMON_JSON_PATH
-            )));
-        }
-        Some(dj.out.clone())
-    } else {
-        None
-    };
+    let dj = get("daemon_json")?;
+    let daemon_json = (dj.code == 0).then(|| dj.out.clone());
 
-    let lines = |p: &Probe| -> BTreeSet<String> {
+    let lines = |p: &Record| -> BTreeSet<String> {
         String::from_utf8_lossy(&p.out)
             .lines()
             .map(str::trim)
@@ -220,29 +264,50 @@ pub fn parse(exit: Option<u32>, stdout: &[u8], stderr: &[u8]) -> Result<Facts, P
     };
     let mesos_ip = match probes.get("mesos_ip") {
         Some(p) if p.code == 0 => {
-            let ip = text(p);
+            let ip = p.text();
             ip.parse::<IpAddr>().is_ok().then_some(ip)
         }
         _ => None,
     };
-    let history = History::parse(&text(get("history")?), base64_decode)
+    let history = History::parse(&get("history")?.text())
         .map_err(|e| ProbeError::Failed(format!("the run history on the agent: {e}")))?;
+    let inspected = &get("inspect")?.out;
     Ok(Facts {
         docker_version,
         docker_answering,
-        unit_files,
-        active,
-        enabled,
+        units: parse_units(&get("units")?.out),
         hashes,
         daemon_json,
-        containers: parse_containers(&get("containers")?.out),
-        images: parse_images(&get("images")?.out),
+        containers: parse_containers(inspected),
+        images: parse_images(inspected),
         staged: lines(get("staged")?),
         pending: lines(get("pending")?),
         etcd_binary_ok: get("etcd_binary")?.code == 0,
         mesos_ip,
         history,
     })
+}
+
+/// `systemctl show` of several units: a block of `Key=Value` lines each,
+/// separated by empty lines, keys in systemd's own order.
+fn parse_units(out: &[u8]) -> BTreeMap<String, Unit> {
+    let text = String::from_utf8_lossy(out);
+    let mut units = BTreeMap::new();
+    for block in text.split("\n\n") {
+        let props: BTreeMap<&str, &str> = block.lines().filter_map(|l| l.split_once('=')).collect();
+        let Some(id) = props.get("Id") else { continue };
+        let name = id.strip_suffix(".service").unwrap_or(id);
+        units.insert(
+            name.to_string(),
+            Unit {
+                loaded: props.get("LoadState") == Some(&"loaded"),
+                active: props.get("ActiveState").unwrap_or(&"").to_string(),
+                enabled: props.get("UnitFileState").unwrap_or(&"").to_string(),
+                exec_start: props.get("ExecStart").unwrap_or(&"").to_string(),
+            },
+        );
+    }
+    units
 }
 
 #[derive(Deserialize)]
@@ -283,12 +348,14 @@ struct InspectPolicy {
     name: String,
 }
 
-/// `docker inspect` prints a JSON array of the containers that exist (and
-/// an error for the ones that don't).
+/// `docker inspect` of the containers and images together prints one JSON
+/// array with those that exist (and an error for the others): containers
+/// are the objects with a `State`.
 fn parse_containers(out: &[u8]) -> BTreeMap<String, Container> {
-    let entries: Vec<InspectEntry> = serde_json::from_slice(out).unwrap_or_default();
-    entries
-        .into_iter()
+    let all: Vec<serde_json::Value> = serde_json::from_slice(out).unwrap_or_default();
+    all.into_iter()
+        .filter(|v| v.get("State").is_some())
+        .filter_map(|v| serde_json::from_value::<InspectEntry>(v).ok())
         .map(|e| {
             let spec_hash = e
                 .config
@@ -316,21 +383,15 @@ struct ImageEntry {
     repo_tags: Option<Vec<String>>,
 }
 
-/// `docker image inspect` of the images the host will run: the ones it has.
+/// The images among what `docker inspect` found: the objects with `RepoTags`.
 fn parse_images(out: &[u8]) -> BTreeSet<String> {
-    let entries: Vec<ImageEntry> = serde_json::from_slice(out).unwrap_or_default();
-    entries
-        .into_iter()
+    let all: Vec<serde_json::Value> = serde_json::from_slice(out).unwrap_or_default();
+    all.into_iter()
+        .filter(|v| v.get("State").is_none())
+        .filter_map(|v| serde_json::from_value::<ImageEntry>(v).ok())
         .flat_map(|e| e.repo_tags.unwrap_or_default())
         .map(|t| normalize_image(&t))
         .collect()
-}
-
-pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()
 }
 
 #[cfg(test)]
@@ -346,10 +407,33 @@ mod tests {
         );
         let lost = parse(None, b"", b"");
         assert!(matches!(lost, Err(ProbeError::Failed(_))), "{lost:?}");
-        let garbled = parse(Some(0), b"docker_version 0 !!!\n", b"");
-        assert!(matches!(garbled, Err(ProbeError::Failed(why)) if why.contains("garbled")));
-        let short = parse(Some(0), b"docker_version 0 \n", b"");
+        let garbled = parse(Some(0), b"docker_server 0 99\nshort\n", b"");
+        assert!(matches!(garbled, Err(ProbeError::Failed(why)) if why.contains("cut short")));
+        let short = parse(Some(0), b"docker_server 0 8\n20.10.24\n", b"");
         assert!(matches!(short, Err(ProbeError::Failed(why)) if why.contains("lacks")));
+    }
+
+    #[test]
+    fn records_carry_any_bytes() {
+        let out = b"a 0 3\nx\ny\nb 1 0\n\nc 0 2\n\n\n\n";
+        let r = records(out).unwrap();
+        assert_eq!(r["a"].out, b"x\ny");
+        assert_eq!((r["b"].code, r["b"].out.len()), (1, 0));
+        assert_eq!(r["c"].out, b"\n\n");
+        assert!(records(b"a 0 3\nxy").is_err());
+        assert!(records(b"not a header\n").is_err());
+    }
+
+    #[test]
+    fn units_are_read_from_one_systemctl_show() {
+        let out = b"ExecStart={ path=/usr/sbin/dockerd ; argv[]=/usr/sbin/dockerd -H fd:// ; ignore_errors=no }\n\
+Id=docker.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\n\n\
+Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\n";
+        let units = parse_units(out);
+        let docker = &units["docker"];
+        assert!(docker.loaded && docker.active == "active" && docker.enabled == "enabled");
+        assert!(docker.exec_start.contains("-H fd://"));
+        assert!(!units["dcos-mesos-slave-public"].loaded);
     }
 
     #[test]
@@ -388,8 +472,10 @@ mod tests {
             assert_eq!(normalize_image(input), want, "{input}");
         }
         let found = parse_images(
-            br#"[{"RepoTags": ["calico/node:v2.6.12", "docker.io/calico/node:latest"]}, {"RepoTags": null}]"#,
+            br#"[{"RepoTags": ["calico/node:v2.6.12", "docker.io/calico/node:latest"]}, {"RepoTags": null},
+                 {"Id": "c", "Name": "/x", "State": {"Running": true}, "Config": {"Image": "y"}, "HostConfig": {"RestartPolicy": {"Name": "no"}}}]"#,
         );
+        assert_eq!(found.len(), 2, "containers are not images");
         assert!(found.contains("calico/node:v2.6.12"));
         assert!(found.contains("calico/node:latest"));
     }
@@ -399,6 +485,7 @@ mod tests {
         let out = br#"[{"Id": "abc", "Name": "/calico-node", "Config": {"Image": "calico/node:v1", "Labels": {"org.projectcalico.rollout.spec": "s1"}},
             "State": {"Running": true, "Restarting": true}, "HostConfig": {"RestartPolicy": {"Name": "always"}}}]"#;
         let c = &parse_containers(out)["calico-node"];
+        assert_eq!(parse_images(out).len(), 0);
         assert_eq!(
             c,
             &Container {

@@ -132,11 +132,11 @@ pub struct History {
 
 impl History {
     /// Reads what the probe printed: `run <id> <state>`, `change <id>
-    /// <seq> <undone 0|1> <json in base64>` and `restored <id> <step>`.
-    pub fn parse(text: &str, decode: impl Fn(&str) -> Option<Vec<u8>>) -> Result<History, String> {
+    /// <seq> <undone 0|1> <record's JSON line>` and `restored <id> <step>`.
+    pub fn parse(text: &str) -> Result<History, String> {
         let mut history = History::default();
         for line in text.lines() {
-            let words: Vec<&str> = line.split(' ').collect();
+            let words: Vec<&str> = line.splitn(5, ' ').collect();
             let find = |runs: &mut Vec<RunRecord>, id: &str| -> Result<usize, String> {
                 runs.iter()
                     .position(|r| r.run == id)
@@ -156,13 +156,12 @@ impl History {
                         restored: BTreeSet::new(),
                     });
                 }
-                ["change", id, seq, undone, b64] => {
+                ["change", id, seq, undone, json] => {
                     let i = find(&mut history.runs, id)?;
                     let seq: u32 = seq
                         .parse()
                         .map_err(|_| format!("bad change number in {line:?}"))?;
-                    let bytes = decode(b64).ok_or_else(|| format!("garbled record {id}/{seq}"))?;
-                    let body: RecordBody = serde_json::from_slice(&bytes)
+                    let body: RecordBody = serde_json::from_str(json)
                         .map_err(|e| format!("record {id}/{seq} is unreadable ({e})"))?;
                     history.runs[i].changes.push(ChangeRecord {
                         seq,
@@ -214,16 +213,6 @@ impl History {
 mod tests {
     use super::*;
 
-    fn b64(text: &str) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(text)
-    }
-
-    fn decode(text: &str) -> Option<Vec<u8>> {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.decode(text).ok()
-    }
-
     fn daemon_json_change() -> String {
         RecordBody {
             step: StepName::Docker,
@@ -241,9 +230,9 @@ mod tests {
     fn parses_runs_changes_and_progress() {
         let text = format!(
             "run r1 applied\nchange r1 2 0 {c}\nchange r1 1 1 {c}\nrestored r1 docker\nrun r2 reverted\n",
-            c = b64(&daemon_json_change())
+            c = daemon_json_change()
         );
-        let h = History::parse(&text, decode).unwrap();
+        let h = History::parse(&text).unwrap();
         assert_eq!(h.runs.len(), 2);
         let r1 = &h.runs[0];
         assert_eq!(r1.state, RunState::Applied);
@@ -251,13 +240,13 @@ mod tests {
         assert!(r1.changes[0].undone && !r1.changes[1].undone);
         assert!(r1.restored.contains(&StepName::Docker));
         assert!(!r1.taken_back());
-        assert!(History::parse("run r1 sideways\n", decode).is_err());
-        assert!(History::parse("change r9 1 0 x\n", decode).is_err());
+        assert!(History::parse("run r1 sideways\n").is_err());
+        assert!(History::parse("change r9 1 0 x\n").is_err());
     }
 
     #[test]
     fn rollback_takes_back_the_last_run_that_stuck() {
-        let c = b64(&daemon_json_change());
+        let c = daemon_json_change();
         let cases = [
             ("", None),
             ("run r1 applied\nchange r1 1 0 C\n", Some("r1")),
@@ -293,7 +282,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let h = History::parse(&text.replace('C', &c), decode).unwrap();
+            let h = History::parse(&text.replace('C', &c)).unwrap();
             assert_eq!(h.rollback_target().map(|r| r.run.as_str()), want, "{text}");
         }
     }

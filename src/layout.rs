@@ -44,6 +44,12 @@ impl Layout {
         format!("{}/pending/{unit}", self.root)
     }
 
+    /// What each managed file was when calico-rollout installed it:
+    /// `path|size|mtime|ctime|inode|sha256` a line.
+    pub fn manifest_file(&self) -> String {
+        format!("{}/manifest", self.root)
+    }
+
     /// Run ids, one a line, in the order they first changed the host.
     pub fn history_file(&self) -> String {
         format!("{}/history", self.root)

@@ -38,13 +38,9 @@ fn policy() -> Policy {
 
 /// A healthy docker, as the gate script reports it.
 fn docker_healthy() -> String {
-    use base64::Engine;
     let out = "ActiveState=active\nSubState=running\nMainPID=40\nNRestarts=0\n\
                ActiveEnterTimestampMonotonic=7\nClusterStore=\"etcd://127.0.0.1:2379\"";
-    format!(
-        "gate 0 {} \n",
-        base64::engine::general_purpose::STANDARD.encode(out)
-    )
+    format!("gate0 0 {}\n{out}\nerr0 0 0\n\n", out.len())
 }
 
 /// The docker step's change on a converged agent whose daemon.json lost
@@ -67,7 +63,7 @@ async fn docker_change() -> (Arc<Scripted>, HostSession<ScriptedConnector>, Host
     let script = Arc::new(Scripted::default());
     script.on("refreshed", Reply::Exit(0, "lock acquired\n".into()));
     script.on("undo nothing", Reply::Exit(0, "undo done\n".into()));
-    script.on("gate %s", Reply::Exit(0, docker_healthy()));
+    script.on("out gate0", Reply::Exit(0, docker_healthy()));
     let session = HostSession::connect(
         Arc::new(ScriptedConnector(script.clone())),
         agent(Role::Private),

@@ -51,13 +51,28 @@ pub fn unit_of(target: &str) -> Option<&str> {
         .and_then(|u| u.strip_suffix(".service"))
 }
 
+/// Shell that records `$target` as just installed with `sha256`: its
+/// `stat` and hash, so that the probe need not hash it again while the
+/// `stat` stays the same. If the manifest cannot be written it goes, and
+/// the probe hashes everything.
+fn manifest_entry(layout: &Layout, sha256: &str) -> String {
+    format!(
+        "{{ st=$(stat -c '%n|%s|%y|%z|%i' -- \"$target\") && man={man} &&\n  \
+           {{ if [ -f \"$man\" ]; then while IFS= read -r l; do case $l in \"$target|\"*) ;; *) printf '%s\\n' \"$l\" ;; esac; done < \"$man\"; fi\n  \
+             printf '%s|%s\\n' \"$st\" {sha}; }} > \"$man.tmp\" && mv -f -- \"$man.tmp\" \"$man\"; }} || rm -f -- {man}\n",
+        man = quote(&layout.manifest_file()),
+        sha = quote(sha256),
+    )
+}
+
 /// Installs a file atomically. In order: the bytes go to a temp file (in
 /// the target's folder, or `tmp_dir` on the same filesystem) and are
 /// checked against their hash, by the agent's own program where one
 /// exists, and against what the target must still be; the target as it
 /// is now is saved as this run's backup; the change is recorded in the
 /// run's history; the restart it needs is marked pending; then the temp
-/// file is synced and renamed over the target, and the folder synced.
+/// file is synced and renamed over the target, the folder synced, and the
+/// manifest told.
 /// Whatever fails before the rename leaves the target, and the pending
 /// markers, as they were.
 pub fn install(i: &Install, change: Change<'_>, deadline: Duration) -> Script {
@@ -167,7 +182,9 @@ pub fn install(i: &Install, change: Change<'_>, deadline: Duration) -> Script {
          sync -- \"$tmp\" 2>/dev/null || sync\n\
          mv -f -- \"$tmp\" \"$target\"\n\
          trap - EXIT\n\
-         sync -- {dir} 2>/dev/null || true\n",
+         sync -- {dir} 2>/dev/null || true\n\
+         {manifest}",
+        manifest = manifest_entry(layout, &i.sha256),
         target_q = quote(target),
         dir = quote(dir),
         tmp_dir = quote(tmp_dir),
@@ -395,6 +412,13 @@ mod tests {
             "the run's backup is what was there before"
         );
         assert!(Path::new(&w.layout.pending_path("docker")).exists());
+        let manifest = std::fs::read_to_string(w.layout.manifest_file()).unwrap();
+        let sha = crate::desired::sha256_hex(new);
+        assert!(
+            manifest.starts_with(&format!("{target}|{}|", new.len()))
+                && manifest.ends_with(&format!("|{sha}\n")),
+            "{manifest}"
+        );
         let record: RecordBody =
             serde_json::from_slice(&std::fs::read(w.layout.record_path("r1", 1)).unwrap()).unwrap();
         assert_eq!(

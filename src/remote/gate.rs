@@ -125,15 +125,19 @@ fn check(gate: &Gate) -> String {
     }
 }
 
-/// Every gate checked in one command: one line per gate, `gate EXIT
-/// STDOUT STDERR` (base64).
+/// Every gate checked in one command: per gate, a record `gate<i>` with
+/// the check's exit status and stdout, and `err<i>` with its stderr.
 pub fn gates(gates: &[Gate], deadline: Duration) -> Script {
-    let mut s = String::from("e=$(mktemp)\ntrap 'rm -f -- \"$e\"' EXIT\n");
-    for gate in gates {
+    let mut s = format!(
+        "{}e=$(mktemp)\ntrap 'rm -f -- \"$e\"' EXIT\n",
+        super::probe::RECORD_HELPERS
+    );
+    for (i, gate) in gates.iter().enumerate() {
         s.push_str(&format!(
-            "o=$( {{ {}}} 2>\"$e\" ); r=$?\n\
-             printf 'gate %s %s %s\\n' \"$r\" \"$(printf '%s' \"$o\" | base64 | tr -d '\\n')\" \"$(base64 < \"$e\" | tr -d '\\n')\"\n",
-            check(gate)
+            "o=$( {{ {check}}} 2>\"$e\" ); r=$?\n\
+             err=; while IFS= read -r l; do err=\"$err$l\n\"; done < \"$e\"\n\
+             out gate{i} \"$r\" \"$o\"; out err{i} 0 \"$err\"\n",
+            check = check(gate)
         ));
     }
     Script::new("the health checks", deadline, s)
@@ -142,20 +146,19 @@ pub fn gates(gates: &[Gate], deadline: Duration) -> Script {
 /// Reads what `gates` printed: per gate, who answered, or why it is not
 /// healthy.
 pub fn readings(gates: &[Gate], stdout: &[u8]) -> Vec<Result<Identity, String>> {
-    let text = String::from_utf8_lossy(stdout);
-    let mut lines = text.lines().filter(|l| l.starts_with("gate "));
+    let records = crate::facts::records(stdout).unwrap_or_default();
     gates
         .iter()
-        .map(|gate| {
-            let line = lines.next().ok_or("the health check gave no answer")?;
-            let mut parts = line.splitn(4, ' ').skip(1);
-            let code = parts.next().unwrap_or_default();
-            let decode = |p: Option<&str>| {
-                crate::facts::base64_decode(p.unwrap_or_default()).unwrap_or_default()
-            };
-            let out = decode(parts.next());
-            let err = decode(parts.next());
-            reading(gate, code == "0", &out, &err)
+        .enumerate()
+        .map(|(i, gate)| {
+            let answer = records
+                .get(&format!("gate{i}"))
+                .ok_or("the health check gave no answer")?;
+            let err = records
+                .get(&format!("err{i}"))
+                .map(|r| r.out.clone())
+                .unwrap_or_default();
+            reading(gate, answer.code == 0, &answer.out, &err)
         })
         .collect()
 }

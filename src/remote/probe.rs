@@ -1,5 +1,11 @@
 //! The facts probe: one script that reads everything the planners need,
-//! printed one check a line as `KEY EXIT BASE64` for `facts::parse`.
+//! printed as records (`KEY EXIT LENGTH`, the output, a newline) for
+//! `facts::parse`. It starts each agent tool at most once: one `systemctl
+//! show` for every unit, one `docker version`, one `docker inspect` for
+//! the containers and images, one `stat` for the managed files. A file is
+//! hashed only when its `stat` differs from what the manifest recorded at
+//! install time (size, mtime, ctime, inode: user space cannot set ctime
+//! back), unless asked to verify everything.
 
 use std::time::Duration;
 
@@ -12,8 +18,23 @@ use crate::shell::{Cmd, quote};
 /// DC/OS's own answer to "which address does this agent use".
 pub const DETECT_IP: &str = "/opt/mesosphere/bin/detect_ip";
 
-/// Prints the run history as `History::parse` reads it. Run ids are
-/// checked before they become paths.
+/// The unit properties the planners read.
+const UNIT_PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,ExecStart";
+
+/// The helpers every probe line uses. `out` prints one record; `p` runs a
+/// command and records its stdout and stderr, `q` its stdout only; `f`
+/// records a file's exact bytes (command substitution alone would drop
+/// trailing newlines, and daemon.json's compare-and-swap needs them all);
+/// `lsd` lists a folder without a process.
+pub(crate) const RECORD_HELPERS: &str = "export LC_ALL=C\n\
+    out() { printf '%s %s %s\\n%s\\n' \"$1\" \"$2\" \"${#3}\" \"$3\"; }\n\
+    p() { k=$1; shift; o=$(\"$@\" 2>&1); r=$?; out \"$k\" \"$r\" \"$o\"; }\n\
+    q() { k=$1; shift; o=$(\"$@\" 2>/dev/null); r=$?; out \"$k\" \"$r\" \"$o\"; }\n\
+    f() { if [ -r \"$2\" ]; then o=$(cat -- \"$2\"; printf x); o=${o%x}; out \"$1\" 0 \"$o\"; else out \"$1\" 1 ''; fi; }\n\
+    lsd() { for x in \"$1\"/*; do [ -e \"$x\" ] && printf '%s\\n' \"${x##*/}\"; done; return 0; }\n";
+
+/// Prints the run history as `History::parse` reads it, with shell
+/// builtins only. Run ids are checked before they become paths.
 fn history_dump(layout: &Layout) -> String {
     format!(
         "history_dump() {{\n  \
@@ -23,13 +44,14 @@ fn history_dump(layout: &Layout) -> String {
              case $id in ''|.*|-*|*[!A-Za-z0-9._-]*) continue ;; esac\n    \
              d=\"$r/$id\"\n    \
              [ -d \"$d\" ] || continue\n    \
-             st=$(cat -- \"$d/state\" 2>/dev/null) || st=applying\n    \
-             printf 'run %s %s\\n' \"$id\" \"$st\"\n    \
+             st=; [ -e \"$d/state\" ] && {{ IFS= read -r st < \"$d/state\" || :; }}\n    \
+             printf 'run %s %s\\n' \"$id\" \"${{st:-applying}}\"\n    \
              for f in \"$d\"/[0-9]*.json; do\n      \
                [ -e \"$f\" ] || continue\n      \
                n=${{f##*/}}; n=${{n%.json}}\n      \
                u=0; [ -e \"$d/$n.undone\" ] && u=1\n      \
-               printf 'change %s %s %s %s\\n' \"$id\" \"$n\" \"$u\" \"$(base64 < \"$f\" | tr -d '\\n')\"\n    \
+               rec=; IFS= read -r rec < \"$f\" || :\n      \
+               printf 'change %s %s %s %s\\n' \"$id\" \"$n\" \"$u\" \"$rec\"\n    \
              done\n    \
              for f in \"$d\"/*.restored; do\n      \
                [ -e \"$f\" ] || continue\n      \
@@ -42,8 +64,38 @@ fn history_dump(layout: &Layout) -> String {
     )
 }
 
-/// Builds the probe script for one agent.
-pub fn probe(want: &Desired, layout: &Layout, deadline: Duration) -> Script {
+/// Prints `sha256  path` for each file that exists, like `sha256sum`: from
+/// the manifest when the file's `stat` still matches the recorded one,
+/// else by hashing it. `hashes 1 …` hashes everything.
+fn hashes_fn(layout: &Layout) -> String {
+    format!(
+        "hashes() {{\n\
+         verify=$1; shift\n\
+         man=; [ \"$verify\" = 1 ] || man=$(cat -- {manifest} 2>/dev/null)\n\
+         st=$(stat -c '%n|%s|%y|%z|%i' -- \"$@\" 2>/dev/null)\n\
+         need=\n\
+         while IFS='|' read -r n s m c i; do\n\
+         [ -n \"$n\" ] || continue\n\
+         hit=\n\
+         while IFS='|' read -r mn ms mm mc mi msha; do\n\
+         if [ \"$mn|$ms|$mm|$mc|$mi\" = \"$n|$s|$m|$c|$i\" ]; then hit=$msha; break; fi\n\
+         done <<EOF\n\
+         $man\n\
+         EOF\n\
+         if [ -n \"$hit\" ]; then printf '%s  %s\\n' \"$hit\" \"$n\"; else need=\"$need $n\"; fi\n\
+         done <<EOF\n\
+         $st\n\
+         EOF\n\
+         # Managed paths never hold white space: split on purpose.\n\
+         [ -z \"$need\" ] || sha256sum -- $need 2>/dev/null\n\
+         return 0\n\
+         }}\n",
+        manifest = quote(&layout.manifest_file()),
+    )
+}
+
+/// The probe's own part of a script (the lock may come before it).
+pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
     let mut files: Vec<String> = Vec::new();
     if let Some(p) = &want.etcd_proxy {
         files.push(p.unit_file.path.to_string());
@@ -66,101 +118,86 @@ pub fn probe(want: &Desired, layout: &Layout, deadline: Duration) -> Script {
         .unwrap_or_else(|| "/usr/bin/etcd".into());
 
     let mut s = String::new();
-    s.push_str(&format!(
-        "[ \"$(id -u)\" = 0 ] || {{ echo 'not running as root: set ssh.become: true (sudo -n), or log in as root' >&2; exit {NOT_ROOT}; }}\n"
-    ));
-    // p: stdout and stderr together; q: stdout only.
-    s.push_str("p() { k=$1; shift; o=$(\"$@\" 2>&1); r=$?; printf '%s %s %s\\n' \"$k\" \"$r\" \"$(printf '%s' \"$o\" | base64 | tr -d '\\n')\"; }\n");
-    s.push_str("q() { k=$1; shift; o=$(\"$@\" 2>/dev/null); r=$?; printf '%s %s %s\\n' \"$k\" \"$r\" \"$(printf '%s' \"$o\" | base64 | tr -d '\\n')\"; }\n");
-    // f: a file's exact bytes (command substitution would drop trailing
-    // newlines, and the compare-and-swap of daemon.json needs every byte).
-    s.push_str("f() { if [ -r \"$2\" ]; then o=$(base64 < \"$2\" | tr -d '\\n'); printf '%s 0 %s\\n' \"$1\" \"$o\"; else printf '%s 1 \\n' \"$1\"; fi; }\n");
     s.push_str(&history_dump(layout));
+    s.push_str(&hashes_fn(layout));
     let mut line = |key: &str, cmd: Cmd| s.push_str(&format!("{key} {cmd}\n"));
-    line("p docker_version", Cmd::new("dockerd").arg("--version"));
     line(
-        "p docker_answering",
+        "q units",
+        Cmd::new("systemctl")
+            .arg("show")
+            .arg("-p")
+            .arg(UNIT_PROPERTIES)
+            .arg("--")
+            .args(UNITS.iter().map(|u| format!("{u}.service"))),
+    );
+    line(
+        "p docker_server",
         Cmd::new("docker")
             .arg("version")
             .arg("--format")
             .arg("{{.Server.Version}}"),
     );
-    for unit in UNITS {
-        line(
-            &format!("q unit:{unit}"),
-            Cmd::new("systemctl")
-                .arg("cat")
-                .arg("--")
-                .arg(format!("{unit}.service")),
-        );
+    let mut inspect = Cmd::new("docker")
+        .arg("inspect")
+        .arg("--")
+        .arg(desired::LIBNETWORK_CONTAINER)
+        .arg(desired::NODE_CONTAINER);
+    for c in &containers {
+        inspect = inspect.arg(c.image.as_str());
     }
-    // One line per unit, in order, unknown units included ("inactive").
-    line(
-        "q active",
-        Cmd::new("systemctl").arg("is-active").arg("--").args(UNITS),
-    );
-    // Only the gateway's unit is enabled by a step.
-    line(
-        &format!("q enabled:{}", desired::ETCD_PROXY_UNIT),
-        Cmd::new("systemctl")
-            .arg("is-enabled")
-            .arg("--")
-            .arg(desired::ETCD_PROXY_UNIT),
-    );
+    // dockerd itself only when the daemon does not answer; containers and
+    // images only when it does.
+    s.push_str(&format!(
+        "if [ \"$r\" = 0 ]; then q inspect {inspect}; else out inspect 1 ''; p dockerd_version dockerd --version; fi\n",
+    ));
     if !files.is_empty() {
-        line("q hashes", Cmd::new("sha256sum").arg("--").args(&files));
-    }
-    line(
-        "p daemon_json_exists",
-        Cmd::new("test").arg("-e").arg(desired::DAEMON_JSON_PATH),
-    );
-    line("f daemon_json", Cmd::new(desired::DAEMON_JSON_PATH));
-    line(
-        "q containers",
-        Cmd::new("docker")
-            .arg("inspect")
-            .arg("--type")
-            .arg("container")
-            .arg("--")
-            .arg(desired::LIBNETWORK_CONTAINER)
-            .arg(desired::NODE_CONTAINER),
-    );
-    let images: Vec<String> = containers.iter().map(|c| c.image.to_string()).collect();
-    if images.is_empty() {
-        s.push_str("printf 'images 0 %s\\n' \"$(printf '[]' | base64)\"\n");
-    } else {
+        let verify = if verify { "1" } else { "0" };
         s.push_str(&format!(
-            "q images {}\n",
-            Cmd::new("docker")
-                .arg("image")
-                .arg("inspect")
-                .arg("--")
-                .args(&images)
+            "q hashes hashes {verify} {}\n",
+            files.iter().map(|f| quote(f)).collect::<Vec<_>>().join(" ")
         ));
     }
-    let mut line = |key: &str, cmd: Cmd| s.push_str(&format!("{key} {cmd}\n"));
-    line(
-        "q staged",
-        Cmd::new("ls").arg("-1").arg("--").arg(layout.stage_dir()),
-    );
-    line(
-        "q pending",
-        Cmd::new("ls").arg("-1").arg("--").arg(layout.pending_dir()),
-    );
-    line(
-        "p etcd_binary",
-        Cmd::new("test").arg("-x").arg(&etcd_binary),
-    );
-    line("q mesos_ip", Cmd::new(DETECT_IP));
-    s.push_str("q history history_dump\n");
-    Script::new("the facts probe", deadline, s)
+    s.push_str(&format!(
+        "f daemon_json {}\n\
+         q staged lsd {}\n\
+         q pending lsd {}\n\
+         p etcd_binary test -x {}\n\
+         q mesos_ip {}\n\
+         q history history_dump\n",
+        quote(desired::DAEMON_JSON_PATH),
+        quote(&layout.stage_dir()),
+        quote(&layout.pending_dir()),
+        quote(&etcd_binary),
+        quote(DETECT_IP),
+    ));
+    s
+}
+
+/// The root check every probe starts with.
+pub fn root_check() -> String {
+    format!(
+        "[ \"$(id -u)\" = 0 ] || {{ echo 'not running as root: set ssh.become: true (sudo -n), or log in as root' >&2; exit {NOT_ROOT}; }}\n"
+    )
+}
+
+/// Builds the probe script for one agent.
+pub fn probe(want: &Desired, layout: &Layout, deadline: Duration) -> Script {
+    Script::new(
+        "the facts probe",
+        deadline,
+        format!(
+            "{}{RECORD_HELPERS}{}",
+            root_check(),
+            probe_body(want, layout, false)
+        ),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::facts::{Facts, ProbeError, parse};
-    use crate::remote::testing::{sh_with_path, stub};
+    use crate::remote::testing::{sh_with_env, sh_with_path, stub};
     use crate::steps::testing::desired;
 
     /// Runs the real probe script under sh, with stand-ins for the agent's
@@ -172,7 +209,7 @@ mod tests {
         }
         let layout = Layout::at(state.to_str().unwrap());
         let script = probe(&desired(), &layout, Duration::from_secs(30));
-        let out = sh_with_path(&script.text, b"", Some(bin.path()));
+        let out = sh_with_env(&script.text, b"", Some(bin.path()), &env(state));
         parse(
             out.status.code().map(|c| c as u32),
             &out.stdout,
@@ -180,45 +217,56 @@ mod tests {
         )
     }
 
-    const AGENT: [(&str, &str); 5] = [
+    /// Each tool logs its calls, so a test can count them.
+    const AGENT: [(&str, &str); 4] = [
         ("id", "echo 0"),
         (
             "dockerd",
-            "echo 'Docker version 20.10.24+dfsg1, build 297e128'",
+            "echo dockerd >> \"$CALLS\"; echo 'Docker version 20.10.24+dfsg1, build 297e128'",
         ),
         (
             "docker",
-            r#"case "$1" in
-  version) echo 20.10.24 ;;
-  inspect) echo '[{"Id": "c1", "Name": "/calico-node", "Config": {"Image": "calico/node:v2.6.11", "Labels": {"org.projectcalico.rollout.spec": "abc"}}, "State": {"Running": true}, "HostConfig": {"RestartPolicy": {"Name": "always"}}}]'; exit 1 ;;
-  image) echo '[{"RepoTags": ["calico/node:v2.6.12"]}]'; echo 'Error: No such image: calico/libnetwork-plugin:v1.1.3' >&2; exit 1 ;;
+            r#"echo "docker $1" >> "$CALLS"
+case "$1" in
+  version) [ -e "$DOWN" ] && { echo 'Cannot connect to the Docker daemon' >&2; exit 1; }; echo 20.10.24 ;;
+  inspect) echo '[{"Id": "c1", "Name": "/calico-node", "Config": {"Image": "calico/node:v2.6.11", "Labels": {"org.projectcalico.rollout.spec": "abc"}}, "State": {"Running": true}, "HostConfig": {"RestartPolicy": {"Name": "always"}}}, {"Id": "sha256:1", "RepoTags": ["calico/node:v2.6.12"]}]'; echo 'Error: No such object: calico-libnetwork' >&2; exit 1 ;;
 esac"#,
         ),
         (
             "systemctl",
-            r#"case "$1" in
-  cat) case "$3" in docker.service|dcos-mesos-slave.service) echo "[Service]" ;; *) echo "No files found for $3." >&2; exit 1 ;; esac ;;
-  is-active) echo active; echo active; echo activating; echo inactive; exit 3 ;;
-  is-enabled) echo disabled; exit 1 ;;
-esac"#,
-        ),
-        (
-            "cat",
-            r#"[ "$2" = /etc/docker/daemon.json ] && { echo '{"debug": true}'; exit 0; }; exec /bin/cat "$@""#,
+            r#"echo "systemctl $1" >> "$CALLS"
+[ "$1" = show ] || exit 1
+printf 'Id=calico-etcd-proxy.service\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\n\n'
+printf 'ExecStart={ path=/usr/sbin/dockerd ; argv[]=/usr/sbin/dockerd -H fd:// ; ignore_errors=no }\nId=docker.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n'
+printf 'Id=dcos-mesos-slave.service\nLoadState=loaded\nActiveState=activating\nUnitFileState=enabled\n\n'
+printf 'Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\n'"#,
         ),
     ];
 
+    fn calls(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Where the stand-ins log their calls, and the switch that takes
+    /// docker down.
+    fn env(dir: &std::path::Path) -> [(&'static str, std::path::PathBuf); 2] {
+        [("CALLS", dir.join("calls")), ("DOWN", dir.join("down"))]
+    }
+
     #[test]
-    fn the_probe_reads_an_agent_in_one_script() {
+    fn the_probe_reads_an_agent_starting_each_tool_once() {
         let state = tempfile::tempdir().unwrap();
         let facts = probe_with(&AGENT, state.path()).unwrap();
         assert_eq!(facts.docker_answering, Ok(()));
-        let units: Vec<&String> = facts.unit_files.keys().collect();
-        assert_eq!(units, ["dcos-mesos-slave", "docker"]);
-        assert_eq!(facts.active["calico-etcd-proxy"], "active");
-        assert_eq!(facts.active["dcos-mesos-slave"], "activating");
-        assert_eq!(facts.active["dcos-mesos-slave-public"], "inactive");
-        assert_eq!(facts.enabled["calico-etcd-proxy"], "disabled");
+        assert_eq!(facts.docker_version, Ok(crate::facts::Version(20, 10, 24)));
+        assert!(facts.unit("docker").loaded && facts.unit("dcos-mesos-slave").loaded);
+        assert!(!facts.unit("calico-etcd-proxy").loaded);
+        assert!(facts.unit("docker").exec_start.contains("-H fd://"));
+        assert_eq!(facts.unit("dcos-mesos-slave").active, "activating");
         // `test` is a shell builtin: existence checks see this machine's files.
         let daemon_json = std::fs::read("/etc/docker/daemon.json").ok();
         assert_eq!(facts.daemon_json, daemon_json);
@@ -234,6 +282,30 @@ esac"#,
         assert!(facts.history.runs.is_empty());
         // No detect_ip on this machine: the gate falls back to the inventory.
         assert_eq!(facts.mesos_ip, None);
+        assert_eq!(
+            calls(state.path()),
+            ["systemctl show", "docker version", "docker inspect"],
+            "one call to each tool; dockerd only when the daemon is down"
+        );
+    }
+
+    #[test]
+    fn a_docker_that_does_not_answer_is_asked_nothing_more() {
+        let state = tempfile::tempdir().unwrap();
+        std::fs::write(state.path().join("down"), "").unwrap();
+        let facts = probe_with(&AGENT, state.path()).unwrap();
+        assert!(
+            facts
+                .docker_answering
+                .unwrap_err()
+                .contains("Cannot connect")
+        );
+        assert_eq!(facts.docker_version, Ok(crate::facts::Version(20, 10, 24)));
+        assert!(facts.containers.is_empty());
+        assert_eq!(
+            calls(state.path()),
+            ["systemctl show", "docker version", "dockerd"]
+        );
     }
 
     #[test]
@@ -247,7 +319,7 @@ esac"#,
         std::fs::write(root.join("runs/r2/state"), "reverted").unwrap();
         std::fs::write(
             root.join("runs/r1/0001.json"),
-            r#"{"step":"docker","undo":{"undo":"file","target":"/etc/docker/daemon.json","existed":true},"restart":"docker"}"#,
+            "{\"step\":\"docker\",\"undo\":{\"undo\":\"file\",\"target\":\"/etc/docker/daemon.json\",\"existed\":true},\"restart\":\"docker\"}\n",
         )
         .unwrap();
         std::fs::write(root.join("runs/r1/0001.undone"), "").unwrap();
@@ -266,31 +338,6 @@ esac"#,
     }
 
     #[test]
-    fn files_are_read_to_the_last_byte() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("daemon.json");
-        std::fs::write(&file, "{}\n\n").unwrap();
-        let script = probe(
-            &desired(),
-            &Layout::at("/nonexistent"),
-            Duration::from_secs(5),
-        )
-        .text;
-        let define = script.lines().find(|l| l.starts_with("f() ")).unwrap();
-        let out = sh_with_path(
-            &format!("{define}\nf one {}\nf two /nonexistent", file.display()),
-            b"",
-            None,
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
-        let mut lines = text.lines();
-        let one: Vec<&str> = lines.next().unwrap().split(' ').collect();
-        assert_eq!(one[..2], ["one", "0"]);
-        assert_eq!(crate::facts::base64_decode(one[2]).unwrap(), b"{}\n\n");
-        assert_eq!(lines.next().unwrap(), "two 1 ");
-    }
-
-    #[test]
     fn the_probe_refuses_without_root() {
         let mut agent = AGENT.to_vec();
         agent[0] = ("id", "echo 1000");
@@ -299,6 +346,88 @@ esac"#,
             Err(ProbeError::NotRoot(why)) => assert!(why.contains("become"), "{why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Runs only the helpers and `hashes` over real files.
+    fn hashes(
+        layout: &Layout,
+        verify: bool,
+        files: &[&std::path::Path],
+        bin: &std::path::Path,
+    ) -> (String, Vec<String>) {
+        let list: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let script = format!(
+            "{RECORD_HELPERS}{}hashes {} {}\n",
+            hashes_fn(layout),
+            if verify { 1 } else { 0 },
+            list.join(" ")
+        );
+        let out = sh_with_path(&script, b"", Some(bin));
+        (String::from_utf8(out.stdout).unwrap(), calls(bin))
+    }
+
+    #[test]
+    fn files_the_manifest_vouches_for_are_not_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        stub(
+            bin.path(),
+            "sha256sum",
+            &format!(
+                "echo \"sha256sum $*\" >> {}/calls; exec /usr/bin/sha256sum \"$@\"",
+                bin.path().display()
+            ),
+        );
+        let layout = Layout::at(dir.path().to_str().unwrap());
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, "one").unwrap();
+        std::fs::write(&b, "two").unwrap();
+        let sha_a = crate::desired::sha256_hex(b"one");
+        // The manifest vouches for a, as an install leaves it.
+        let stat = std::process::Command::new("stat")
+            .args(["-c", "%n|%s|%y|%z|%i"])
+            .arg(&a)
+            .output()
+            .unwrap();
+        let line = format!(
+            "{}|{sha_a}\n",
+            String::from_utf8(stat.stdout).unwrap().trim()
+        );
+        std::fs::write(layout.manifest_file(), line).unwrap();
+
+        let (out, calls) = hashes(&layout, false, &[&a, &b], bin.path());
+        assert!(out.contains(&format!("{sha_a}  {}", a.display())), "{out}");
+        assert!(out.contains(&crate::desired::sha256_hex(b"two")), "{out}");
+        assert_eq!(calls, [format!("sha256sum -- {}", b.display())]);
+
+        // Changed by hand (even to the same size): hashed again.
+        std::fs::write(&a, "eno").unwrap();
+        let (out, _) = hashes(&layout, false, &[&a], bin.path());
+        assert!(out.contains(&crate::desired::sha256_hex(b"eno")), "{out}");
+        // --verify hashes everything.
+        std::fs::write(&a, "one").unwrap();
+        let _ = std::fs::remove_file(bin.path().join("calls"));
+        let (_, calls) = hashes(&layout, true, &[&a], bin.path());
+        assert_eq!(calls.len(), 1);
+    }
+
+    #[test]
+    fn files_are_read_to_the_last_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("daemon.json");
+        std::fs::write(&file, "{}\n\n").unwrap();
+        let out = sh_with_path(
+            &format!(
+                "{RECORD_HELPERS}f one {}\nf two /nonexistent\n",
+                file.display()
+            ),
+            b"",
+            None,
+        );
+        let records = crate::facts::records(&out.stdout).unwrap();
+        assert_eq!(records["one"].out, b"{}\n\n");
+        assert_eq!(records["two"].code, 1);
     }
 
     #[test]
@@ -311,12 +440,10 @@ esac"#,
         let script = probe(&desired(), &layout, Duration::from_secs(30))
             .text
             .replace(DETECT_IP, ip.to_str().unwrap());
-        let mut stubs = AGENT.to_vec();
-        stubs.retain(|(n, _)| *n != "cat");
-        for (name, body) in &stubs {
+        for (name, body) in &AGENT {
             stub(bin.path(), name, body);
         }
-        let out = sh_with_path(&script, b"", Some(bin.path()));
+        let out = sh_with_env(&script, b"", Some(bin.path()), &env(state.path()));
         let facts = parse(Some(0), &out.stdout, &out.stderr).unwrap();
         assert_eq!(facts.mesos_ip.as_deref(), Some("172.18.0.5"));
     }

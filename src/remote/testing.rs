@@ -13,7 +13,20 @@ pub fn sh(script: &str, stdin: &[u8]) -> Output {
 
 /// Like [`sh`], with `bin` first on PATH.
 pub fn sh_with_path(script: &str, stdin: &[u8], bin: Option<&Path>) -> Output {
+    sh_with_env(script, stdin, bin, &[])
+}
+
+/// Like [`sh_with_path`], with these variables set.
+pub fn sh_with_env(
+    script: &str,
+    stdin: &[u8],
+    bin: Option<&Path>,
+    env: &[(&str, std::path::PathBuf)],
+) -> Output {
     let mut cmd = Command::new("sh");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     cmd.arg("-c").arg(script);
     if let Some(bin) = bin {
         cmd.env(

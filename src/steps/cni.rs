@@ -39,13 +39,13 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
         return Plan::Skipped("cni.enabled is false".into());
     };
     let unit = want.unit;
-    if !facts.unit_files.contains_key(unit) {
+    if !facts.unit(unit).loaded {
         let other = match agent.role {
             Role::Private => Role::Public,
             Role::Public => Role::Private,
         }
         .mesos_unit();
-        return Plan::Refused(if facts.unit_files.contains_key(other) {
+        return Plan::Refused(if facts.unit(other).loaded {
             format!(
                 "this agent runs {other}, not {unit}: fix its role in the inventory (role: {})",
                 if other == Role::Public.mesos_unit() {
@@ -127,6 +127,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::Unit;
     use crate::steps::testing::{agent, converged_facts, desired, fresh_facts};
 
     #[test]
@@ -211,12 +212,16 @@ mod tests {
         let cni = want.cni.as_ref();
         let converged = converged_facts(&want);
         let mut public_unit = converged.clone();
-        public_unit.unit_files.remove("dcos-mesos-slave");
-        public_unit
-            .unit_files
-            .insert("dcos-mesos-slave-public".into(), String::new());
+        public_unit.units.remove("dcos-mesos-slave");
+        public_unit.units.insert(
+            "dcos-mesos-slave-public".into(),
+            Unit {
+                loaded: true,
+                ..Unit::default()
+            },
+        );
         let mut no_unit = converged.clone();
-        no_unit.unit_files.remove("dcos-mesos-slave");
+        no_unit.units.remove("dcos-mesos-slave");
 
         assert_eq!(plan(&agent(Role::Private), cni, &converged), Plan::Ok);
         assert!(matches!(

@@ -130,11 +130,11 @@ pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
             Ok(_) => {}
         }
     }
-    if let Some(unit_file) = facts.unit_files.get(DOCKER_UNIT)
-        && let Some((key, flag)) = want
-            .managed
-            .keys()
-            .find_map(|k| flag_in_unit(unit_file, k).map(|f| (k, f)))
+    let unit_file = format!("ExecStart={}", facts.unit(DOCKER_UNIT).exec_start);
+    if let Some((key, flag)) = want
+        .managed
+        .keys()
+        .find_map(|k| flag_in_unit(&unit_file, k).map(|f| (k, f)))
     {
         return Plan::Refused(format!(
             "the docker unit already passes {flag} to dockerd (daemon.json's {key:?}); dockerd refuses a setting given both \
@@ -298,10 +298,8 @@ mod tests {
         let mut new_docker = fresh_facts();
         new_docker.docker_version = Ok(Version(24, 0, 7));
         let mut flag = fresh_facts();
-        flag.unit_files.insert(
-            DOCKER_UNIT.into(),
-            "[Service]\nExecStart=/usr/bin/dockerd --cluster-store=etcd://x:2379\n".into(),
-        );
+        flag.units.get_mut(DOCKER_UNIT).unwrap().exec_start =
+            "{ path=/usr/bin/dockerd ; argv[]=/usr/bin/dockerd --cluster-store=etcd://x:2379 ; ignore_errors=no }".into();
         let mut broken = fresh_facts();
         broken.daemon_json = Some(b"{oops".to_vec());
         let mut pending = converged_facts(&want);

@@ -30,11 +30,12 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
         change.apply.push(install);
         change.apply.push(Action::DaemonReload);
     }
-    if facts.enabled.get(unit).map(String::as_str) != Some("enabled") {
+    let state = facts.unit(unit);
+    if state.enabled != "enabled" {
         change.summary.push(format!("enable {unit}"));
         change.apply.push(Action::Enable { unit: unit.into() });
     }
-    let active = facts.active.get(unit).map(String::as_str) == Some("active");
+    let active = state.active == "active";
     if file_changed || !active || pending_restart(facts, unit) {
         change.summary.push(if active {
             format!("restart {unit}")
@@ -73,9 +74,7 @@ mod tests {
         let want = desired();
         let proxy = want.etcd_proxy.as_ref();
         let mut stopped = converged_facts(&want);
-        stopped
-            .active
-            .insert(ETCD_PROXY_UNIT.into(), "failed".into());
+        stopped.units.get_mut(ETCD_PROXY_UNIT).unwrap().active = "failed".into();
         let mut pending = converged_facts(&want);
         pending.pending.insert(ETCD_PROXY_UNIT.into());
         let mut no_binary = converged_facts(&want);

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::desired::{
     self, Binary, CniDesired, ContainerSpec, Desired, DockerDesired, EtcdProxyDesired, ManagedFile,
 };
-use crate::facts::{Container, Facts, Version};
+use crate::facts::{Container, Facts, Unit, Version};
 use crate::history::History;
 use crate::inventory::{Agent, ContainerConfig, HostKeyChecking, Role, SshSettings};
 
@@ -101,24 +101,36 @@ pub fn desired() -> Desired {
     }
 }
 
+fn unit(loaded: bool, active: &str, enabled: &str, exec_start: &str) -> Unit {
+    Unit {
+        loaded,
+        active: active.into(),
+        enabled: enabled.into(),
+        exec_start: exec_start.into(),
+    }
+}
+
 /// A DC/OS agent that has never seen calico-rollout.
 pub fn fresh_facts() -> Facts {
     Facts {
         docker_version: Ok(Version(20, 10, 24)),
         docker_answering: Ok(()),
-        unit_files: BTreeMap::from([
+        units: BTreeMap::from([
             (
                 "docker".into(),
-                "[Service]\nExecStart=/usr/bin/dockerd\n".into(),
+                unit(
+                    true,
+                    "active",
+                    "enabled",
+                    "{ path=/usr/sbin/dockerd ; argv[]=/usr/sbin/dockerd -H fd:// ; ignore_errors=no }",
+                ),
             ),
-            ("dcos-mesos-slave".into(), "[Service]\n".into()),
+            (
+                "dcos-mesos-slave".into(),
+                unit(true, "active", "enabled", ""),
+            ),
+            ("calico-etcd-proxy".into(), unit(false, "inactive", "", "")),
         ]),
-        active: BTreeMap::from([
-            ("docker".into(), "active".into()),
-            ("dcos-mesos-slave".into(), "active".into()),
-            ("calico-etcd-proxy".into(), "inactive".into()),
-        ]),
-        enabled: BTreeMap::new(),
         hashes: BTreeMap::new(),
         daemon_json: Some(br#"{"debug": false}"#.to_vec()),
         containers: BTreeMap::new(),
@@ -147,9 +159,10 @@ pub fn converged_facts(want: &Desired) -> Facts {
     for b in cni.binaries.iter() {
         f.hashes.insert(b.path.to_string(), b.sha256.clone());
     }
-    f.active.insert("calico-etcd-proxy".into(), "active".into());
-    f.enabled
-        .insert("calico-etcd-proxy".into(), "enabled".into());
+    f.units.insert(
+        "calico-etcd-proxy".into(),
+        unit(true, "active", "enabled", ""),
+    );
     f.daemon_json = Some(br#"{"debug": false, "cluster-store": "etcd://127.0.0.1:2379"}"#.to_vec());
     for c in [&want.libnetwork, &want.node].into_iter().flatten() {
         f.containers.insert(
