@@ -81,6 +81,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Hash every managed file on the agents, instead of trusting the
+    /// manifest of what was installed where a file's stat is unchanged.
+    #[arg(long)]
+    pub verify: bool,
+
     /// Where the run journal is kept [default: .calico-rollout/<inventory
     /// name>/ next to the inventory].
     #[arg(long, value_name = "DIR")]

@@ -21,6 +21,8 @@ pub struct Config {
     pub forks: usize,
     pub mode: Mode,
     pub json: bool,
+    /// Hash every managed file on the agents.
+    pub verify: bool,
     pub resume: bool,
     pub pause_after_canary: bool,
     /// Where the run journal lives.
@@ -59,6 +61,7 @@ pub fn from_command(command: &Command) -> Result<Config, Error> {
         inventory,
         mode,
         json: args.json,
+        verify: args.verify,
         resume,
         pause_after_canary,
         state_dir,

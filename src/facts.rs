@@ -68,8 +68,8 @@ impl Version {
         Version::parse(text.trim().strip_prefix("Docker version ")?)
     }
 
-    /// Reads `20.10.24+dfsg1` (the server version `docker version` gives).
-    pub fn parse(text: &str) -> Option<Version> {
+    /// Reads `20.10.24+dfsg1`.
+    fn parse(text: &str) -> Option<Version> {
         let ver = text.trim().split([',', ' ', '+', '-', '~']).next()?;
         let mut parts = ver.split('.').map(|p| p.parse::<u32>());
         let major = parts.next()?.ok()?;
@@ -206,6 +206,7 @@ pub fn probe_failure(exit: Option<u32>, stderr: &[u8]) -> Option<ProbeError> {
 }
 
 /// Parses the probe's output. `exit` and `stderr` are the probe command's own.
+#[cfg(test)]
 pub fn parse(exit: Option<u32>, stdout: &[u8], stderr: &[u8]) -> Result<Facts, ProbeError> {
     if let Some(e) = probe_failure(exit, stderr) {
         return Err(e);
@@ -227,16 +228,13 @@ pub fn from_records(probes: &BTreeMap<String, Record>) -> Result<Facts, ProbeErr
     } else {
         Err(server.text())
     };
-    let docker_version = if server.code == 0 {
-        Version::parse(&server.text())
-            .ok_or_else(|| format!("cannot read the Docker version from {:?}", server.text()))
+    // The binary's version: what the next restart of docker starts.
+    let dv = get("dockerd_version")?;
+    let docker_version = if dv.code == 0 {
+        Version::parse_docker(&dv.text())
+            .ok_or_else(|| format!("cannot read the Docker version from {:?}", dv.text()))
     } else {
-        match probes.get("dockerd_version") {
-            Some(dv) if dv.code == 0 => Version::parse_docker(&dv.text())
-                .ok_or_else(|| format!("cannot read the Docker version from {:?}", dv.text())),
-            Some(dv) => Err(format!("dockerd --version failed: {}", dv.text())),
-            None => Err("dockerd --version was not asked".to_string()),
-        }
+        Err(format!("dockerd --version failed: {}", dv.text()))
     };
 
     let mut hashes = BTreeMap::new();

@@ -148,6 +148,7 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         shutdown: Shutdown::listen(),
         journal,
         layout: Layout::default(),
+        verify: config.verify,
     };
     let connector = Arc::new(transport::ssh::SshConnector::new());
     let report = exec::run(connector, config.hosts, done, opts, reporter).await;

@@ -67,6 +67,8 @@ pub struct Options {
     /// The journal to keep (apply only), and where it is saved.
     pub journal: Option<(Journal, PathBuf)>,
     pub layout: Layout,
+    /// Hash every managed file, trusting no install manifest.
+    pub verify: bool,
 }
 
 static INTERNAL_ERROR: AtomicBool = AtomicBool::new(false);
@@ -198,6 +200,7 @@ pub async fn run<C: Connector>(
         mode,
         lock: opts.lock.clone(),
         layout: opts.layout.clone(),
+        verify: opts.verify,
         deadline: policy.command_timeout,
         reporter: reporter.clone(),
         fleet: fleet.clone(),
@@ -222,6 +225,7 @@ pub async fn run<C: Connector>(
                     mode: args.mode,
                     lock: &args.lock,
                     layout: &args.layout,
+                    verify: args.verify,
                     deadline: args.deadline,
                     reporter: args.reporter.clone(),
                 };
@@ -309,6 +313,7 @@ struct PreflightArgs<C: Connector> {
     mode: Mode,
     lock: LockRequest,
     layout: Layout,
+    verify: bool,
     deadline: Duration,
     reporter: Arc<dyn Reporter>,
     fleet: Arc<Fleet<C>>,

@@ -31,6 +31,8 @@ pub struct Preflight<'a, C: Connector> {
     pub mode: Mode,
     pub lock: &'a LockRequest,
     pub layout: &'a Layout,
+    /// Hash every managed file, trusting no manifest.
+    pub verify: bool,
     pub deadline: Duration,
     pub reporter: Arc<dyn Reporter>,
 }
@@ -64,17 +66,10 @@ impl<C: Connector> Preflight<'_, C> {
 
         // `plan` only looks at the lock; apply and rollback take it before
         // any fact is read, so that what they plan from cannot change under
-        // them.
-        if let Err((status, why)) = self.lock(&session).await {
-            return fail(status, why);
-        }
-        let probe = remote::probe::probe(&want, self.layout, self.deadline);
-        let facts = match session.run_raw(&probe, Stdin::Empty).await {
-            Err(e) => return fail(e.status(), e.to_string()),
-            Ok(out) => match facts::parse(out.exit_status, &out.stdout, &out.stderr) {
-                Ok(f) => f,
-                Err(e) => return fail(Status::Failed, e.to_string()),
-            },
+        // them. Both happen in the same round trip.
+        let facts = match self.lock_and_probe(&session, &want).await {
+            Ok(facts) => facts,
+            Err((status, why)) => return fail(status, why),
         };
         let (plans, target) = match self.mode {
             Mode::Rollback => (
@@ -88,40 +83,53 @@ impl<C: Connector> Preflight<'_, C> {
         run
     }
 
-    async fn lock(&self, session: &HostSession<C>) -> Result<(), (Status, String)> {
+    async fn lock_and_probe(
+        &self,
+        session: &HostSession<C>,
+        want: &Desired,
+    ) -> Result<facts::Facts, (Status, String)> {
         let name = &session.agent.name;
         let mut takeover = self.lock.takeover_from.clone();
         for _ in 0..2 {
-            let script = match self.mode {
+            let lock = match self.mode {
                 Mode::Plan => remote::lock::check(self.deadline),
                 Mode::Apply | Mode::Rollback => {
+                    // Released at the end whatever the answer: the release
+                    // removes only a lock this run holds.
+                    session.set_locked(true);
                     remote::lock::acquire(&self.lock.owner, takeover.as_deref(), self.deadline)
                 }
             };
+            let script =
+                remote::probe::locked(&lock, want, self.layout, self.verify, self.deadline);
             let out = session
                 .run_raw(&script, Stdin::Empty)
                 .await
                 .map_err(|e| (e.status(), e.to_string()))?;
-            let state = lock::parse(&String::from_utf8_lossy(&out.stdout)).map_err(|e| {
-                let why = if out.success() {
+            if let Some(e) = facts::probe_failure(out.exit_status, &out.stderr) {
+                return Err((Status::Failed, e.to_string()));
+            }
+            let records =
+                facts::records(&out.stdout).map_err(|e| (Status::Failed, e.to_string()))?;
+            let answer = records.get("lock").map(|r| r.text()).unwrap_or_default();
+            let state = lock::parse(&answer).map_err(|e| {
+                let why = if answer.is_empty() {
                     e.to_string()
                 } else {
-                    format!("cannot take the agent's lock: {}", out.error_tail())
+                    format!("cannot take the agent's lock: {answer}")
                 };
                 (Status::Failed, why)
             })?;
+            let probed =
+                || facts::from_records(&records).map_err(|e| (Status::Failed, e.to_string()));
             match state {
-                LockState::Acquired => {
-                    session.set_locked(true);
-                    return Ok(());
-                }
-                LockState::Free => return Ok(()),
+                LockState::Acquired => return probed(),
+                LockState::Free => return probed(),
                 LockState::StaleReplaced(holder) => {
-                    session.set_locked(true);
                     self.reporter.event(Event::Notice(&format!(
                         "{name}: took over a stale lock ({holder})"
                     )));
-                    return Ok(());
+                    return probed();
                 }
                 // A run of this machine whose process is gone holds it:
                 // stale at once.
@@ -134,6 +142,7 @@ impl<C: Connector> Preflight<'_, C> {
                     takeover = Some(holder.owner.clone());
                 }
                 LockState::Held(holder) => {
+                    session.set_locked(false);
                     let why = match self.mode {
                         Mode::Plan => {
                             format!("another rollout is working on this agent, {holder}")
@@ -144,6 +153,7 @@ impl<C: Connector> Preflight<'_, C> {
                 }
             }
         }
+        session.set_locked(false);
         Err((
             Status::Failed,
             "refused: the agent's lock could not be taken over".into(),

@@ -1,8 +1,9 @@
 //! The facts probe: one script that reads everything the planners need,
 //! printed as records (`KEY EXIT LENGTH`, the output, a newline) for
 //! `facts::parse`. It starts each agent tool at most once: one `systemctl
-//! show` for every unit, one `docker version`, one `docker inspect` for
-//! the containers and images, one `stat` for the managed files. A file is
+//! show` for every unit, one `docker version` (does the daemon answer),
+//! one `dockerd --version` (what a restart starts), one `docker inspect`
+//! for the containers and images, one `stat` for the managed files. A file is
 //! hashed only when its `stat` differs from what the manifest recorded at
 //! install time (size, mtime, ctime, inode: user space cannot set ctime
 //! back), unless asked to verify everything.
@@ -145,10 +146,12 @@ pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
     for c in &containers {
         inspect = inspect.arg(c.image.as_str());
     }
-    // dockerd itself only when the daemon does not answer; containers and
-    // images only when it does.
+    // Containers and images only when the daemon answers. The version is
+    // the binary's: it is what the next restart starts, even when the
+    // running daemon is older (a package upgraded but not restarted).
     s.push_str(&format!(
-        "if [ \"$r\" = 0 ]; then q inspect {inspect}; else out inspect 1 ''; p dockerd_version dockerd --version; fi\n",
+        "if [ \"$r\" = 0 ]; then q inspect {inspect}; else out inspect 1 ''; fi\n\
+         p dockerd_version dockerd --version\n",
     ));
     if !files.is_empty() {
         let verify = if verify { "1" } else { "0" };
@@ -180,7 +183,34 @@ pub fn root_check() -> String {
     )
 }
 
-/// Builds the probe script for one agent.
+/// The lock script, then the probe in the same round trip: the lock's
+/// answer is the record `lock`, and the probe runs only if this run may go
+/// on (it holds the lock, or, for `plan`, nobody does).
+pub fn locked(
+    lock: &Script,
+    want: &Desired,
+    layout: &Layout,
+    verify: bool,
+    deadline: Duration,
+) -> Script {
+    Script::new(
+        "taking the agent's lock and reading its facts",
+        deadline,
+        format!(
+            "{root}{RECORD_HELPERS}\
+             lk=$(sh -c {lock} 2>&1); out lock \"$?\" \"$lk\"\n\
+             last=${{lk##*\n}}\n\
+             case $last in 'lock acquired'|'lock free'|'lock stale-replaced '*) ;; *) exit 0 ;; esac\n\
+             {body}",
+            root = root_check(),
+            lock = quote(&lock.text),
+            body = probe_body(want, layout, verify),
+        ),
+    )
+}
+
+/// The probe alone, as `locked` runs it after the lock.
+#[cfg(test)]
 pub fn probe(want: &Desired, layout: &Layout, deadline: Duration) -> Script {
     Script::new(
         "the facts probe",
@@ -284,8 +314,13 @@ printf 'Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=ina
         assert_eq!(facts.mesos_ip, None);
         assert_eq!(
             calls(state.path()),
-            ["systemctl show", "docker version", "docker inspect"],
-            "one call to each tool; dockerd only when the daemon is down"
+            [
+                "systemctl show",
+                "docker version",
+                "docker inspect",
+                "dockerd"
+            ],
+            "one call to each tool"
         );
     }
 
@@ -335,6 +370,45 @@ printf 'Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=ina
         let r1 = &facts.history.runs[0];
         assert_eq!(r1.changes.len(), 1);
         assert!(r1.changes[0].undone && r1.taken_back());
+    }
+
+    #[test]
+    fn the_lock_and_the_probe_share_one_round_trip() {
+        let state = tempfile::tempdir().unwrap();
+        let layout = Layout::at(state.path().to_str().unwrap());
+        let bin = tempfile::tempdir().unwrap();
+        for (name, body) in &AGENT {
+            stub(bin.path(), name, body);
+        }
+        let answer = |lock_says: &str, code: u32| {
+            let lock = Script::new(
+                "lock",
+                Duration::from_secs(5),
+                format!(
+                    "echo 'noise on stderr' >&2; echo {}; exit {code}",
+                    quote(lock_says)
+                ),
+            );
+            let script = locked(&lock, &desired(), &layout, false, Duration::from_secs(5));
+            let out = sh_with_env(&script.text, b"", Some(bin.path()), &env(state.path()));
+            assert!(out.status.success());
+            crate::facts::records(&out.stdout).unwrap()
+        };
+        let held = answer(r#"lock held {"owner":"other"}"#, 75);
+        assert_eq!(held["lock"].code, 75);
+        assert!(
+            held["lock"]
+                .text()
+                .ends_with(r#"lock held {"owner":"other"}"#)
+        );
+        assert!(
+            !held.contains_key("units"),
+            "nothing is read under another's lock"
+        );
+        let ours = answer("lock acquired", 0);
+        assert!(ours.contains_key("units") && ours.contains_key("history"));
+        let free = answer("lock free", 0);
+        assert!(free.contains_key("units"), "plan reads a free agent");
     }
 
     #[test]
