@@ -93,6 +93,7 @@ mod tests {
             dry_run: false,
             hosts,
             halt,
+            estimate: None,
         };
         let fine = host(&[Ok, Changed, Skipped, Ok, Ok]);
         let bad = host(&[Ok, Failed, Skipped, Skipped, Skipped]);

@@ -10,9 +10,12 @@ use super::host::{Applied, HostRun, Policy};
 use super::session::HostSession;
 use crate::desired::sha256_hex;
 use crate::history::retired_name;
+use crate::remote::Script;
+use crate::remote::batch::{self, Item};
 use crate::remote::{self, files::CONFLICT_EXIT};
 use crate::report::{Event, Reporter};
 use crate::step::Undo;
+use crate::steps::Gate;
 use crate::steps::{Action, Change, Expect, Install, Source, merge_daemon_json};
 use crate::transport::{Connector, Stdin};
 
@@ -50,8 +53,10 @@ impl HostRun {
         Ok(())
     }
 
-    /// Step `i`'s change. What it did is kept in `self.applied` as it goes,
-    /// so that a failure at any point is taken back exactly.
+    /// Step `i`'s change, in as few round trips as its stdin allows
+    /// (usually one): its actions, its restart and two health checks. What
+    /// it did is kept in `self.applied` as it goes, so that a failure at
+    /// any point is taken back exactly.
     pub(super) async fn apply_change<C: Connector>(
         &mut self,
         session: &HostSession<C>,
@@ -69,100 +74,249 @@ impl HostRun {
             restart: change.restart.clone(),
         });
         let unit = change.restart.as_ref().map(|r| r.unit.as_str());
+        let mut todo: Vec<Ready> = Vec::new();
         for action in &change.apply {
-            session.touchable()?;
-            self.run_action(session, slot, action, unit, policy, reporter)
-                .await?;
+            todo.push(self.ready(slot, action, unit, policy));
         }
         if let Some(restart) = &change.restart {
+            todo.push(Ready {
+                item: Item {
+                    script: remote::service::restart(&restart.unit, policy.health_timeout),
+                    reads_stdin: false,
+                },
+                stdin: None,
+                kind: Kind::Restart,
+            });
+        }
+        let gate = change
+            .restart
+            .as_ref()
+            .map(|r| r.gate.clone())
+            .or(change.gate.clone());
+        let mut passed = false;
+        while !todo.is_empty() {
             session.touchable()?;
-            self.applied[slot].restart_attempted = true;
-            self.restarts[i] += 1;
-            let script = remote::service::restart(&restart.unit, policy.health_timeout);
-            session
-                .run(&script, Stdin::Empty)
+            // Up to the second item that reads stdin: one stdin a trip.
+            let cut = todo
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.item.reads_stdin)
+                .nth(1)
+                .map_or(todo.len(), |(k, _)| k);
+            let rest = todo.split_off(cut);
+            let last = rest.is_empty();
+            let gates: Vec<Gate> = gate.iter().filter(|_| last).cloned().collect();
+            let (report, stopped) = self
+                .run_batch(session, slot, i, &todo, &gates, policy)
+                .await?;
+            todo = match stopped {
+                None => rest,
+                // The file changed since the probe: merge again, then go on
+                // with what came after it.
+                Some(k) => {
+                    let Kind::Install(install, change) = &todo[k].kind else {
+                        unreachable!("only an install stops a batch to be merged again")
+                    };
+                    let (install, change) = (*install, change.clone());
+                    let why = batch::tail(report.outcomes[k].as_ref().expect("it ran"));
+                    if let Some(again) = self.remerged(session, install, &why, policy).await? {
+                        reporter.event(Event::Notice(&format!(
+                            "{}: {} changed since it was read; merged again from what it holds now",
+                            self.agent.name, install.target
+                        )));
+                        self.install(
+                            session,
+                            &again,
+                            change.as_change(&policy.layout),
+                            policy.command_timeout,
+                        )
+                        .await?;
+                    }
+                    let mut after = todo.split_off(k + 1);
+                    after.extend(rest);
+                    after
+                }
+            };
+            if last && let Some([a, b]) = report.readings {
+                passed = matches!((&a[0], &b[0]), (Ok(x), Ok(y)) if x.changed(y).is_none());
+            }
+        }
+        if let Some(gate) = &gate
+            && !passed
+        {
+            let unhealthy = |e: StepError| match &change.restart {
+                Some(r) => e.context(format!("{} restarted but is not healthy", r.unit)),
+                None => e,
+            };
+            self.wait_healthy(session, gate, policy)
                 .await
-                .map_err(|e| e.context(format!("restart {} failed", restart.unit)))?;
-            self.wait_healthy(session, &restart.gate, policy)
-                .await
-                .map_err(|e| e.context(format!("{} restarted but is not healthy", restart.unit)))?;
-            let clear =
-                remote::files::clear_pending(&policy.layout, &restart.unit, policy.command_timeout);
-            session.run(&clear, Stdin::Empty).await?;
-        } else if let Some(gate) = &change.gate {
-            self.wait_healthy(session, gate, policy).await?;
+                .map_err(unhealthy)?;
+        }
+        if let Some(restart) = &change.restart {
+            self.deferred.push(remote::files::clear_pending(
+                &policy.layout,
+                &restart.unit,
+                policy.command_timeout,
+            ));
         }
         if policy.mode == Mode::Rollback {
             let run = self.history_run(policy).to_string();
-            let mark =
-                remote::history::mark_restored(&policy.layout, &run, step, policy.command_timeout);
-            session.run(&mark, Stdin::Empty).await?;
+            self.deferred.push(remote::history::mark_restored(
+                &policy.layout,
+                &run,
+                step,
+                policy.command_timeout,
+            ));
         }
         Ok(())
     }
 
-    async fn run_action<C: Connector>(
+    /// Runs one batch of a step, the host's deferred bookkeeping in front.
+    /// Returns what the agent reported and, when an install found its file
+    /// changed since the probe and may merge again, that install's index.
+    async fn run_batch<C: Connector>(
         &mut self,
         session: &HostSession<C>,
         slot: usize,
-        action: &Action,
+        i: usize,
+        todo: &[Ready<'_>],
+        gates: &[Gate],
+        policy: &Policy,
+    ) -> Result<(batch::Report, Option<usize>), StepError> {
+        let deferred: Vec<Item> = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .map(|script| Item {
+                script,
+                reads_stdin: false,
+            })
+            .collect();
+        let first = deferred.len();
+        let items: Vec<Item> = deferred
+            .into_iter()
+            .chain(todo.iter().map(|r| r.item.clone()))
+            .collect();
+        let script = batch::script(&items, gates, policy.command_timeout);
+        let stdin = todo.iter().find_map(|r| r.stdin.as_deref());
+        let out = session
+            .run(&script, stdin.map_or(Stdin::Empty, Stdin::Bytes))
+            .await;
+        let report = match out {
+            Ok(out) => batch::report(&items, gates, &out.stdout),
+            // Given up on as a whole: the item that never reported is the
+            // one that hung.
+            Err(StepError::TimedOut { .. }) => batch::Report {
+                outcomes: vec![None; items.len()],
+                readings: None,
+            },
+            Err(e) => {
+                self.note_unknown_restart(slot, i, todo);
+                return Err(e);
+            }
+        };
+        let mine = &report.outcomes[first..];
+        for (k, (ready, outcome)) in todo.iter().zip(mine).enumerate() {
+            let Some(outcome) = outcome else {
+                // The batch ran out of time while this item ran.
+                self.note_unknown_restart(slot, i, &todo[k..]);
+                return Err(StepError::TimedOut {
+                    what: ready.item.script.what.clone(),
+                    after: ready.item.script.deadline,
+                });
+            };
+            if matches!(ready.kind, Kind::Restart) {
+                self.applied[slot].restart_attempted = true;
+                self.restarts[i] += 1;
+            }
+            if outcome.code == 0 {
+                continue;
+            }
+            let what = &ready.item.script.what;
+            if crate::remote::TIMED_OUT_EXITS.contains(&outcome.code) {
+                return Err(StepError::TimedOut {
+                    what: what.clone(),
+                    after: ready.item.script.deadline,
+                });
+            }
+            let why = batch::tail(outcome);
+            return match &ready.kind {
+                Kind::Install(install, _) if outcome.code == CONFLICT_EXIT => {
+                    if install.remerge.is_some() {
+                        Ok((report.clone(), Some(k)))
+                    } else {
+                        Err(StepError::Refused(why))
+                    }
+                }
+                Kind::Install(..) | Kind::Plain => Err(StepError::Failed(why).context(what)),
+                Kind::Replace(name) => Err(StepError::Failed(why).context(format!("run {name}"))),
+                Kind::Restart => {
+                    let unit = what.trim_start_matches("systemctl restart ");
+                    Err(StepError::Failed(why).context(format!("restart {unit} failed")))
+                }
+            };
+        }
+        Ok((report, None))
+    }
+
+    /// A restart among `todo` may have happened: count it, and let a
+    /// revert restart the unit again.
+    fn note_unknown_restart(&mut self, slot: usize, i: usize, todo: &[Ready<'_>]) {
+        if todo.iter().any(|r| matches!(r.kind, Kind::Restart)) {
+            self.applied[slot].restart_attempted = true;
+            self.restarts[i] += 1;
+        }
+    }
+
+    /// One action as an item of a batch. Changes that leave something to
+    /// take back are listed in `applied` before they run: the agent writes
+    /// the history record before it makes the change, so a cut-off change
+    /// is still taken back.
+    fn ready<'a>(
+        &mut self,
+        slot: usize,
+        action: &'a Action,
         unit: Option<&str>,
         policy: &Policy,
-        reporter: &dyn Reporter,
-    ) -> Result<(), StepError> {
+    ) -> Ready<'a> {
         let step = self.applied[slot].step;
         let run = self.history_run(policy).to_string();
         let d = policy.command_timeout;
         let layout = &policy.layout;
+        let plain = |script: Script| Ready {
+            item: Item {
+                script,
+                reads_stdin: false,
+            },
+            stdin: None,
+            kind: Kind::Plain,
+        };
         match action {
             Action::Install(install) => {
                 let seq = self.take_seq();
-                // Listed before the install runs: the agent writes the
-                // record before it replaces the file, so a cut-off install
-                // is still taken back.
                 self.applied[slot].records.push((seq, install.undo.clone()));
-                let change = remote::files::Change {
-                    layout,
-                    run: &run,
+                let change = ChangeOf {
+                    run,
                     seq,
                     step,
-                    restart: unit,
+                    restart: unit.map(str::to_string),
                 };
-                match self.install(session, install, change, d).await {
-                    Err(StepError::Refused(why)) if install.remerge.is_some() => {
-                        let again = self.remerged(session, install, &why, policy).await?;
-                        if let Some(again) = again {
-                            reporter.event(Event::Notice(&format!(
-                                "{}: {} changed since it was read; merged again from what it holds now",
-                                self.agent.name, install.target
-                            )));
-                            self.install(session, &again, change, d).await?;
-                        }
-                    }
-                    other => other?,
+                let stdin = match &install.source {
+                    Source::Bytes(bytes) => Some(bytes.clone()),
+                    Source::Staged => None,
+                };
+                Ready {
+                    item: Item {
+                        script: remote::files::install(install, change.as_change(layout), d),
+                        reads_stdin: stdin.is_some(),
+                    },
+                    stdin,
+                    kind: Kind::Install(install, change),
                 }
             }
-            Action::DaemonReload => {
-                session
-                    .run(&remote::service::daemon_reload(d), Stdin::Empty)
-                    .await?;
-            }
-            Action::Enable { unit } => {
-                session
-                    .run(&remote::service::enable(unit, d), Stdin::Empty)
-                    .await?;
-            }
-            Action::ClearStage { sha256s } => {
-                session
-                    .run(
-                        &remote::files::clear_stage(layout, sha256s, d),
-                        Stdin::Empty,
-                    )
-                    .await?;
-            }
+            Action::DaemonReload => plain(remote::service::daemon_reload(d)),
+            Action::Enable { unit } => plain(remote::service::enable(unit, d)),
+            Action::ClearStage { sha256s } => plain(remote::files::clear_stage(layout, sha256s, d)),
             Action::StartContainer { name } => {
-                let script = remote::container::start(name, policy.health_timeout);
-                session.run(&script, Stdin::Empty).await?;
+                plain(remote::container::start(name, policy.health_timeout))
             }
             Action::ReplaceContainer(spec) => {
                 let seq = self.take_seq();
@@ -185,19 +339,45 @@ impl HostRun {
                     step,
                     policy.health_timeout,
                 );
-                session
-                    .run(&script, Stdin::Empty)
-                    .await
-                    .map_err(|e| e.context(format!("run {}", spec.name)))?;
+                Ready {
+                    item: Item {
+                        script,
+                        reads_stdin: false,
+                    },
+                    stdin: None,
+                    kind: Kind::Replace(spec.name),
+                }
             }
-            Action::Undo { run, seq, undo } => {
-                self.undo_one(session, run, *seq, undo, policy).await?;
-            }
+            Action::Undo { run, seq, undo } => plain(self.undo_script(run, *seq, undo, policy)),
             Action::Stage { .. } | Action::Pull { .. } => {
                 unreachable!("staging actions run in the stage phase")
             }
         }
-        Ok(())
+    }
+
+    /// Runs what the host left for its next round trip, if anything.
+    pub(super) async fn flush_deferred<C: Connector>(
+        &mut self,
+        session: &HostSession<C>,
+        policy: &Policy,
+    ) -> Result<(), StepError> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<Item> = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .map(|script| Item {
+                script,
+                reads_stdin: false,
+            })
+            .collect();
+        let script = batch::script(&items, &[], policy.command_timeout);
+        let out = session.run(&script, Stdin::Empty).await?;
+        let report = batch::report(&items, &[], &out.stdout);
+        match report.outcomes.iter().flatten().find(|o| o.code != 0) {
+            Some(failed) => Err(StepError::Failed(batch::tail(failed))),
+            None => Ok(()),
+        }
     }
 
     /// One install; a target that changed since the probe is `Refused`.
@@ -259,4 +439,42 @@ impl HostRun {
             ..install.clone()
         }))
     }
+}
+
+/// Which change of which run an install records itself as.
+#[derive(Debug, Clone)]
+struct ChangeOf {
+    run: String,
+    seq: u32,
+    step: crate::step::StepName,
+    restart: Option<String>,
+}
+
+impl ChangeOf {
+    fn as_change<'a>(&'a self, layout: &'a crate::layout::Layout) -> remote::files::Change<'a> {
+        remote::files::Change {
+            layout,
+            run: &self.run,
+            seq: self.seq,
+            step: self.step,
+            restart: self.restart.as_deref(),
+        }
+    }
+}
+
+/// How an item's failure reads.
+#[derive(Debug, Clone)]
+enum Kind<'a> {
+    Install(&'a Install, ChangeOf),
+    Replace(&'a str),
+    Restart,
+    Plain,
+}
+
+/// One action, ready to run as an item of a batch.
+#[derive(Debug, Clone)]
+struct Ready<'a> {
+    item: Item,
+    stdin: Option<Arc<[u8]>>,
+    kind: Kind<'a>,
 }

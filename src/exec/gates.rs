@@ -1,6 +1,7 @@
 //! Waiting for health gates: a restarted service must answer, twice in a
 //! row as the same process, within `health_timeout`; then every changed
-//! service of the host must stay so for `min_healthy`.
+//! service of the host must stay so for `min_healthy`. Each poll checks all
+//! of a host's gates in one round trip.
 
 use std::time::Duration;
 
@@ -13,11 +14,17 @@ use crate::remote::{self, gate::Identity};
 use crate::steps::Gate;
 use crate::transport::{Connector, Stdin};
 
-/// How often a gate is checked while a service comes back: a pass needs
-/// two answers in a row from the same process.
-const GATE_POLL: Duration = Duration::from_millis(250);
-/// How often the gates are checked while a host must stay healthy.
-const WATCH_POLL: Duration = Duration::from_secs(1);
+/// How often a gate is checked while a service comes back (a pass needs
+/// two answers in a row from the same process), and while a host must stay
+/// healthy: fast at first, when most services come back or fall over, then
+/// slower, to spare the agents.
+const FIRST_POLL: Duration = Duration::from_millis(250);
+const LAST_POLL: Duration = Duration::from_secs(2);
+
+/// The next interval after `now`.
+fn slower(now: Duration) -> Duration {
+    (now * 3 / 2).min(LAST_POLL)
+}
 
 /// One reading of `gates`, in one round trip.
 async fn read<C: Connector>(
@@ -42,6 +49,7 @@ impl HostRun {
         let deadline = Instant::now() + policy.health_timeout;
         let mut last: Option<Identity> = None;
         let mut why = String::from("no answer yet");
+        let mut pause = FIRST_POLL;
         loop {
             session.touchable()?;
             let reading = read(session, std::slice::from_ref(gate), policy)
@@ -67,7 +75,8 @@ impl HostRun {
                     policy.health_timeout.as_secs()
                 )));
             }
-            tokio::time::sleep(GATE_POLL).await;
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            pause = slower(pause);
         }
     }
 
@@ -94,6 +103,7 @@ impl HostRun {
         };
         let until = Instant::now() + window;
         let mut baseline: Vec<Option<Identity>> = vec![None; gates.len()];
+        let mut pause = FIRST_POLL * 2;
         loop {
             session.touchable().map_err(|e| (first, e))?;
             let readings = read(session, &only, policy).await.map_err(|e| (first, e))?;
@@ -112,7 +122,26 @@ impl HostRun {
             if now >= until {
                 return Ok(());
             }
-            tokio::time::sleep(WATCH_POLL.min(until - now)).await;
+            tokio::time::sleep(pause.min(until - now)).await;
+            pause = slower(pause);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_start_fast_and_slow_down() {
+        let mut p = FIRST_POLL;
+        let mut seen = vec![p];
+        for _ in 0..8 {
+            p = slower(p);
+            seen.push(p);
+        }
+        assert_eq!(seen[1], Duration::from_millis(375));
+        assert_eq!(*seen.last().unwrap(), LAST_POLL);
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
     }
 }

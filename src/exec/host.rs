@@ -103,6 +103,9 @@ pub struct HostRun {
     pub(super) restarts: [u32; 5],
     /// For a rollback: the history run it takes back.
     pub(super) target_run: Option<String>,
+    /// Bookkeeping for the host's next round trip (a pending restart's
+    /// marker to clear once its gate passed).
+    pub(super) deferred: Vec<crate::remote::Script>,
 }
 
 impl HostRun {
@@ -132,6 +135,7 @@ impl HostRun {
             next_seq: 1,
             restarts: [0; 5],
             target_run: None,
+            deferred: Vec::new(),
         }
     }
 
@@ -149,6 +153,7 @@ impl HostRun {
             next_seq: 1,
             restarts: [0; 5],
             target_run: None,
+            deferred: Vec::new(),
         }
     }
 
@@ -432,11 +437,7 @@ impl HostRun {
         policy: &Policy,
         reporter: &dyn Reporter,
     ) {
-        if self.results.iter().any(Option::is_none) || self.cut_short {
-            // Stopped part way: the history keeps the run open.
-            self.state = HostState::Done;
-            return;
-        }
+        let partway = self.results.iter().any(Option::is_none) || self.cut_short;
         let run = self.history_run(policy).to_string();
         let script = match policy.mode {
             Mode::Apply if self.applied.iter().any(|a| !a.records.is_empty()) => Some(
@@ -450,9 +451,9 @@ impl HostRun {
             )),
             _ => None,
         };
-        if let Some(script) = script
-            && let Err(e) = session.run(&script, Stdin::Empty).await
-        {
+        // Stopped part way, the history keeps the run open.
+        self.deferred.extend(script.filter(|_| !partway));
+        if let Err(e) = self.flush_deferred(session, policy).await {
             reporter.event(Event::Notice(&format!(
                 "{}: could not update the run history: {e}",
                 self.agent.name

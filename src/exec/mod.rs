@@ -12,6 +12,7 @@
 mod batches;
 mod change;
 mod error;
+mod estimate;
 mod gates;
 mod heartbeat;
 mod host;
@@ -260,6 +261,19 @@ pub async fn run<C: Connector>(
         }
     }
 
+    let estimate = dry_run.then(|| {
+        let work: Vec<(usize, Option<&str>)> = (0..runs.len())
+            .filter(|&i| {
+                runs[i]
+                    .plans
+                    .iter()
+                    .any(|p| matches!(p.plan, crate::steps::Plan::Change(_)))
+            })
+            .map(|i| (i, runs[i].agent.zone.as_deref()))
+            .collect();
+        let batches = batches::split(&work, &opts.rollout, selected);
+        estimate::estimate(&runs, &batches, opts.rollout.min_healthy)
+    });
     if halt.is_none() && !dry_run {
         halt = roll_out(
             &mut runs,
@@ -304,6 +318,7 @@ pub async fn run<C: Connector>(
         dry_run,
         hosts: runs.into_iter().map(HostRun::into_report).collect(),
         halt,
+        estimate,
     }
 }
 

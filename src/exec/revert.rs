@@ -9,7 +9,7 @@ use super::host::{Applied, HostRun, HostState, Policy};
 use super::session::HostSession;
 use crate::history::RunState;
 use crate::lock::{self, LockState};
-use crate::remote;
+use crate::remote::{self, Script};
 use crate::report::{Event, Reporter, Status};
 use crate::step::{StepName, Undo};
 use crate::transport::{Connector, Stdin};
@@ -25,8 +25,21 @@ impl HostRun {
         undo: &Undo,
         policy: &Policy,
     ) -> Result<bool, StepError> {
+        let script = self.undo_script(run, seq, undo, policy);
+        let out = match session.run(&script, Stdin::Empty).await {
+            Err(StepError::Unreachable(_)) => {
+                session.reconnect().await?;
+                session.run(&script, Stdin::Empty).await?
+            }
+            other => other?,
+        };
+        Ok(String::from_utf8_lossy(&out.stdout).contains("undo done"))
+    }
+
+    /// The script that takes back change `seq` of `run`.
+    pub(super) fn undo_script(&self, run: &str, seq: u32, undo: &Undo, policy: &Policy) -> Script {
         let layout = &policy.layout;
-        let script = match undo {
+        match undo {
             Undo::File {
                 target, tmp_dir, ..
             } => remote::files::undo_file(
@@ -40,15 +53,7 @@ impl HostRun {
             Undo::Container { name, .. } => {
                 remote::container::restore(layout, run, seq, name, policy.health_timeout)
             }
-        };
-        let out = match session.run(&script, Stdin::Empty).await {
-            Err(StepError::Unreachable(_)) => {
-                session.reconnect().await?;
-                session.run(&script, Stdin::Empty).await?
-            }
-            other => other?,
-        };
-        Ok(String::from_utf8_lossy(&out.stdout).contains("undo done"))
+        }
     }
 
     /// Whether this run still holds the host's lock, asked of the agent
@@ -148,6 +153,9 @@ impl HostRun {
         reporter: &dyn Reporter,
     ) {
         let step = StepName::ALL[i];
+        // Steps that passed left bookkeeping behind; the revert redoes it
+        // where it matters, so this is best effort.
+        let _ = self.flush_deferred(session, policy).await;
         let applied = std::mem::take(&mut self.applied);
         let anything = applied
             .iter()

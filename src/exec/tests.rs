@@ -75,6 +75,19 @@ async fn docker_change() -> (Arc<Scripted>, HostSession<ScriptedConnector>, Host
     (script, session, run)
 }
 
+/// What a step's batch prints when its items end with these exit codes
+/// and stderr, in order (the items after a failure print nothing).
+fn batch_reply(items: &[(u32, &str)]) -> String {
+    let mut out = String::new();
+    for (k, (code, err)) in items.iter().enumerate() {
+        out.push_str(&format!(
+            "act{k} {code} 0\n\nerr{k} 0 {}\n{err}\n",
+            err.len()
+        ));
+    }
+    out
+}
+
 fn sent(script: &Scripted, needle: &str) -> usize {
     script
         .commands
@@ -88,8 +101,11 @@ fn sent(script: &Scripted, needle: &str) -> usize {
 #[tokio::test(start_paused = true)]
 async fn a_restart_that_hangs_is_cut_off_and_the_host_reverted() {
     let (script, session, mut run) = docker_change().await;
-    script.once("systemctl restart -- docker", Reply::Hang);
-    let started = tokio::time::Instant::now();
+    // daemon.json goes in, then the agent's own deadline ends the restart.
+    script.once(
+        "systemctl restart -- docker",
+        Reply::Exit(0, batch_reply(&[(0, ""), (124, "")])),
+    );
     run.roll(&session, &policy(), &Quiet).await;
 
     let docker = run.results[1].as_ref().unwrap();
@@ -104,8 +120,29 @@ async fn a_restart_that_hangs_is_cut_off_and_the_host_reverted() {
     assert_eq!(docker.restarts, 2, "the hung restart and the revert's");
     assert_eq!(run.state, HostState::Reverted);
     assert_eq!(sent(&script, "undo nothing"), 1, "daemon.json put back");
-    // 70 s for the hung restart; the revert's gate passes at once.
-    assert!(started.elapsed() < Duration::from_secs(75));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_whose_agent_stops_answering_ends_at_the_batch_deadline() {
+    let (script, session, mut run) = docker_change().await;
+    script.once("systemctl restart -- docker", Reply::Hang);
+    let started = tokio::time::Instant::now();
+    run.roll(&session, &policy(), &Quiet).await;
+
+    let docker = run.results[1].as_ref().unwrap();
+    assert_eq!(docker.status, Status::Reverted, "{}", docker.message);
+    assert!(
+        docker.message.contains("did not finish within"),
+        "{}",
+        docker.message
+    );
+    // The install's, the restart's and two gate checks' deadlines, plus
+    // slack; then the revert, whose gate passes at once.
+    assert!(
+        started.elapsed() < Duration::from_secs(200),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -113,7 +150,10 @@ async fn a_file_dockerd_refuses_is_not_reverted_and_restarts_nothing() {
     let (script, session, mut run) = docker_change().await;
     script.on(
         "target=/etc/docker/daemon.json",
-        Reply::Exit(1, "dockerd refuses the new /etc/docker/daemon.json".into()),
+        Reply::Exit(
+            0,
+            batch_reply(&[(1, "dockerd refuses the new /etc/docker/daemon.json")]),
+        ),
     );
     // The refusal came before the history record: nothing to take back.
     script.once("undo nothing", Reply::Exit(0, "undo nothing\n".into()));
@@ -121,8 +161,14 @@ async fn a_file_dockerd_refuses_is_not_reverted_and_restarts_nothing() {
 
     let docker = run.results[1].as_ref().unwrap();
     assert_eq!(docker.status, Status::Failed);
+    assert!(
+        docker.message.contains("dockerd refuses"),
+        "{}",
+        docker.message
+    );
     assert_eq!(docker.restarts, 0);
-    assert_eq!(sent(&script, "systemctl restart"), 0);
+    // Only the step's own batch, which stopped before its restart.
+    assert_eq!(sent(&script, "systemctl restart"), 1);
 }
 
 #[tokio::test(start_paused = true)]

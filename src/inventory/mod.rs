@@ -107,11 +107,17 @@ pub struct RolloutConfig {
 }
 
 impl Default for RolloutConfig {
-    /// What an inventory without a `rollout:` section gets.
+    /// What an inventory without a `rollout:` section gets. One canary
+    /// first, alone: a bad change fails there and is reverted, before any
+    /// other host is touched. Then a tenth of the agents at a time, so that
+    /// at most a tenth of the cluster's Mesos agents and docker daemons
+    /// restart together, and a 100-agent cluster takes 11 batches rather
+    /// than 100. Any failure stops the rollout; every restarted host must
+    /// stay healthy, as the same processes, for 10 s.
     fn default() -> Self {
         RolloutConfig {
-            batch: vec![BatchSize::Count(1)],
-            canary: 0,
+            batch: vec![BatchSize::Percent(10)],
+            canary: 1,
             by_zone: false,
             max_failures: FailureBudget::Count(0),
             min_healthy: Duration::from_secs(10),

@@ -125,37 +125,61 @@ fn check(gate: &Gate) -> String {
     }
 }
 
-/// Every gate checked in one command: per gate, a record `gate<i>` with
-/// the check's exit status and stdout, and `err<i>` with its stderr.
-pub fn gates(gates: &[Gate], deadline: Duration) -> Script {
-    let mut s = format!(
-        "{}e=$(mktemp)\ntrap 'rm -f -- \"$e\"' EXIT\n",
-        super::probe::RECORD_HELPERS
-    );
+/// Shell that checks every gate once, printing per gate a record
+/// `<prefix>gate<i>` with the check's exit status and stdout, and
+/// `<prefix>err<i>` with its stderr. Needs the record helpers and a temp
+/// file `$e`.
+pub(crate) fn gates_body(gates: &[Gate], prefix: &str) -> String {
+    let mut s = String::new();
     for (i, gate) in gates.iter().enumerate() {
         s.push_str(&format!(
             "o=$( {{ {check}}} 2>\"$e\" ); r=$?\n\
              err=; while IFS= read -r l; do err=\"$err$l\n\"; done < \"$e\"\n\
-             out gate{i} \"$r\" \"$o\"; out err{i} 0 \"$err\"\n",
+             out {prefix}gate{i} \"$r\" \"$o\"; out {prefix}err{i} 0 \"$err\"\n",
             check = check(gate)
         ));
     }
-    Script::new("the health checks", deadline, s)
+    s
+}
+
+/// Every gate checked in one command.
+pub fn gates(gates: &[Gate], deadline: Duration) -> Script {
+    Script::new(
+        "the health checks",
+        deadline,
+        format!(
+            "{}e=$(mktemp)\ntrap 'rm -f -- \"$e\"' EXIT\n{}",
+            super::probe::RECORD_HELPERS,
+            gates_body(gates, "")
+        ),
+    )
 }
 
 /// Reads what `gates` printed: per gate, who answered, or why it is not
 /// healthy.
 pub fn readings(gates: &[Gate], stdout: &[u8]) -> Vec<Result<Identity, String>> {
-    let records = crate::facts::records(stdout).unwrap_or_default();
+    readings_in(
+        gates,
+        &crate::facts::records(stdout).unwrap_or_default(),
+        "",
+    )
+}
+
+/// The readings among records, under `prefix` (see `gates_body`).
+pub(crate) fn readings_in(
+    gates: &[Gate],
+    records: &BTreeMap<String, crate::facts::Record>,
+    prefix: &str,
+) -> Vec<Result<Identity, String>> {
     gates
         .iter()
         .enumerate()
         .map(|(i, gate)| {
             let answer = records
-                .get(&format!("gate{i}"))
+                .get(&format!("{prefix}gate{i}"))
                 .ok_or("the health check gave no answer")?;
             let err = records
-                .get(&format!("err{i}"))
+                .get(&format!("{prefix}err{i}"))
                 .map(|r| r.out.clone())
                 .unwrap_or_default();
             reading(gate, answer.code == 0, &answer.out, &err)

@@ -8,6 +8,7 @@
 //! area, never in argv. Each script has a test that runs it under `sh`
 //! with stub commands.
 
+pub mod batch;
 pub mod container;
 pub mod files;
 pub mod gate;
@@ -76,7 +77,7 @@ impl Script {
 }
 
 /// Whole seconds, rounded up, as `timeout` takes them.
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     format!("{}s", s.max(1))
 }

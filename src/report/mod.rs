@@ -86,12 +86,23 @@ pub enum Halt {
     Aborted(String),
 }
 
+/// How long `apply` would take, as `plan` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    pub batches: usize,
+    /// Hosts in the largest batch.
+    pub largest: usize,
+    pub total: std::time::Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Report {
     /// True for `plan`: cells say what apply would do.
     pub dry_run: bool,
     pub hosts: Vec<HostReport>,
     pub halt: Option<Halt>,
+    /// For `plan`: the rollout's batches and how long they would take.
+    pub estimate: Option<Estimate>,
 }
 
 impl Report {
@@ -130,6 +141,7 @@ mod tests {
             dry_run: false,
             hosts: vec![host_with(&[Status::Changed; 5])],
             halt: None,
+            estimate: None,
         };
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v[0]["host"], "agent-1");

@@ -130,5 +130,17 @@ pub fn render_plan(report: &Report) -> String {
     if let Some(Halt::Preflight(why)) = &report.halt {
         let _ = writeln!(out, "apply would stop before changing anything: {why}");
     }
+    if let Some(e) = &report.estimate
+        && e.batches > 0
+    {
+        let _ = writeln!(
+            out,
+            "apply would roll in {} batch(es) of up to {} host(s) and take about {} \
+             (restarts and health gates, then min_healthy, batch after batch)",
+            e.batches,
+            e.largest,
+            humantime::format_duration(std::time::Duration::from_secs(e.total.as_secs())),
+        );
+    }
     out
 }

@@ -127,7 +127,7 @@ impl Cluster {
             "etcd": {"endpoints": ["http://etcd:2379"], "proxy": true},
             "cni": {"binaries": {"calico": bin.join("calico"), "calico-ipam": bin.join("calico-ipam")}},
             "node": {"image": "calico/node:v2.6.12", "env": {"CALICO_NETWORKING_BACKEND": "bird"}},
-            "rollout": {"batch": 2, "max_failures": 0, "health_timeout": "20s", "min_healthy": "2s"},
+            "rollout": {"batch": 2, "canary": 0, "max_failures": 0, "health_timeout": "20s", "min_healthy": "2s"},
             "agents": agents,
         })
     }

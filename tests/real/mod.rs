@@ -141,6 +141,7 @@ impl Cluster {
             "node": {"image": "calico/node:v2.6.12", "env": {"CALICO_NETWORKING_BACKEND": "bird"}},
             "rollout": {
                 "batch": 1,
+                "canary": 0,
                 "max_failures": 0,
                 "health_timeout": "30s",
                 "min_healthy": format!("{}s", MIN_HEALTHY.as_secs()),

@@ -104,8 +104,8 @@ fn defaults_apply() {
     assert_eq!(inv.node.image.as_str(), "calico/node:v2.6.12");
     assert!(inv.node.env.is_empty());
     let r = &inv.rollout;
-    assert_eq!(r.batch, [BatchSize::Count(1)]);
-    assert_eq!(r.canary, 0);
+    assert_eq!(r.batch, [BatchSize::Percent(10)]);
+    assert_eq!(r.canary, 1);
     assert!(!r.by_zone);
     assert_eq!(r.max_failures, FailureBudget::Count(0));
     assert_eq!(r.min_healthy, Duration::from_secs(10));
@@ -245,6 +245,7 @@ fn rollout_keys_parse() {
             "rollout:\n  batch: [\"20%\"]\n  canary: 0\n  max_failures: 100%\n  revert: yes\n",
             RolloutConfig {
                 batch: vec![BatchSize::Percent(20)],
+                canary: 0,
                 max_failures: FailureBudget::Percent(100),
                 ..RolloutConfig::default()
             },
