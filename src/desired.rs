@@ -8,7 +8,7 @@ use std::sync::Arc;
 use minijinja::{Value, context};
 use sha2::{Digest, Sha256};
 
-use crate::inventory::{Agent, ImageRef, Inventory, RemotePath, Role};
+use crate::inventory::{Agent, BinarySource, ImageRef, Inventory, RemotePath, Role};
 use crate::templates::RenderError as Error;
 use crate::templates::{self, Templates};
 
@@ -46,15 +46,20 @@ impl ManagedFile {
     }
 }
 
-/// A binary pushed from the operator's machine; hashed once, streamed from
-/// disk to each host.
+/// A plugin binary: pushed from the operator's machine (hashed once,
+/// streamed from disk to each host), or downloaded by each agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binary {
     pub name: String,
-    pub local: PathBuf,
+    pub from: BinaryFrom,
     pub path: RemotePath,
     pub sha256: String,
-    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinaryFrom {
+    Local { path: PathBuf, size: u64 },
+    Url(String),
 }
 
 #[derive(Debug, Clone)]
@@ -104,13 +109,19 @@ pub struct EtcdProxyDesired {
 pub fn hash_binaries(inv: &Inventory) -> Result<Arc<[Binary]>, Error> {
     let mut out = Vec::new();
     for b in &inv.cni.binaries {
-        let (sha256, size) = hash_file(&b.local_path)?;
+        let (from, sha256) = match &b.source {
+            BinarySource::Local(path) => {
+                let (sha256, size) = hash_file(path)?;
+                let path = path.clone();
+                (BinaryFrom::Local { path, size }, sha256)
+            }
+            BinarySource::Url { url, sha256 } => (BinaryFrom::Url(url.clone()), sha256.clone()),
+        };
         out.push(Binary {
             name: b.name.clone(),
-            local: b.local_path.clone(),
+            from,
             path: inv.cni.plugin_dir.join(&b.name),
             sha256,
-            size,
         });
     }
     Ok(out.into())

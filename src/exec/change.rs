@@ -48,6 +48,11 @@ impl HostRun {
                     .await
                     .map_err(|e| e.context(format!("docker pull {image}")))?;
             }
+            Action::Download { url, sha256 } => {
+                let script =
+                    remote::files::download(&policy.layout, url, sha256, policy.pull_timeout);
+                session.run(&script, Stdin::Empty).await?;
+            }
             other => unreachable!("not a staging action: {other:?}"),
         }
         Ok(())
@@ -349,7 +354,7 @@ impl HostRun {
                 }
             }
             Action::Undo { run, seq, undo } => plain(self.undo_script(run, *seq, undo, policy)),
-            Action::Stage { .. } | Action::Pull { .. } => {
+            Action::Stage { .. } | Action::Pull { .. } | Action::Download { .. } => {
                 unreachable!("staging actions run in the stage phase")
             }
         }

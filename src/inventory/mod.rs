@@ -64,7 +64,21 @@ pub struct CniConfig {
 pub struct CniBinary {
     /// File name in the plugin directory, e.g. `calico-ipam`.
     pub name: String,
-    pub local_path: PathBuf,
+    pub source: BinarySource,
+}
+
+/// Where a plugin binary comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinarySource {
+    /// A file on the operator's machine (exists), pushed to each agent.
+    Local(PathBuf),
+    /// Each agent downloads it; the controller never sends the bytes.
+    Url {
+        /// `http://` or `https://`.
+        url: String,
+        /// Lowercase hex; what the download must hash to.
+        sha256: String,
+    },
 }
 
 #[derive(Debug, Clone)]

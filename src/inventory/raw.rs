@@ -64,7 +64,7 @@ pub(crate) struct RawDocker {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCni {
     pub enabled: Option<Str>,
-    pub binaries: Option<Spanned<StrMap>>,
+    pub binaries: Option<Spanned<BinaryMap>>,
     pub plugin_dir: Option<Str>,
     pub config_dir: Option<Str>,
 }
@@ -155,6 +155,83 @@ impl<'de> Deserialize<'de> for StrMap {
         }
 
         deserializer.deserialize_map(MapVisitor)
+    }
+}
+
+/// `cni.binaries`: plugin names to a local path, or to `{url, sha256}`.
+#[derive(Debug, Default)]
+pub(crate) struct BinaryMap(pub Vec<(Str, Spanned<RawBinary>)>);
+
+#[derive(Debug)]
+pub(crate) enum RawBinary {
+    Path(String),
+    Url {
+        url: Option<Str>,
+        sha256: Option<Str>,
+        /// Keys that are neither, to report.
+        unknown: Vec<Str>,
+    },
+}
+
+impl<'de> Deserialize<'de> for BinaryMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor;
+
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = BinaryMap;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of plugin names to local paths or {url, sha256}")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BinaryMap, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Str>()? {
+                    let value = map.next_value::<Spanned<RawBinary>>()?;
+                    entries.push((key, value));
+                }
+                Ok(BinaryMap(entries))
+            }
+        }
+
+        deserializer.deserialize_map(MapVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBinary {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BinaryVisitor;
+
+        impl<'de> Visitor<'de> for BinaryVisitor {
+            type Value = RawBinary;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a local path, or {url: …, sha256: …}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawBinary, E> {
+                Ok(RawBinary::Path(v.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBinary, A::Error> {
+                let (mut url, mut sha256, mut unknown) = (None, None, Vec::new());
+                while let Some(key) = map.next_key::<Str>()? {
+                    let value = map.next_value::<Str>()?;
+                    match key.value.as_str() {
+                        "url" => url = Some(value),
+                        "sha256" => sha256 = Some(value),
+                        _ => unknown.push(key),
+                    }
+                }
+                Ok(RawBinary::Url {
+                    url,
+                    sha256,
+                    unknown,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(BinaryVisitor)
     }
 }
 

@@ -297,6 +297,34 @@ pub fn stage(layout: &Layout, sha256: &str, deadline: Duration) -> Script {
     )
 }
 
+/// The agent downloads `url` into its stage area and checks its hash;
+/// nothing is installed from it before the batch, and a download that
+/// fails or does not match leaves the stage area as it was.
+pub fn download(layout: &Layout, url: &str, sha256: &str, deadline: Duration) -> Script {
+    let dir = layout.stage_dir();
+    // curl's own bound, inside the command's: a slow mirror fails with
+    // curl's reason rather than a bare timeout.
+    let max_time = deadline.as_secs().saturating_sub(5).max(5);
+    let text = format!(
+        "set -eu\n\
+         mkdir -p -m 700 -- {dir}\n\
+         tmp=$(mktemp -- {template})\n\
+         trap 'rm -f -- \"$tmp\" \"$tmp.why\"' EXIT\n\
+         if ! curl -fsSL --retry 3 --retry-delay 2 --connect-timeout 10 --max-time {max_time} -o \"$tmp\" {url} 2>\"$tmp.why\"; then\n  \
+           echo {msg}\"$(tail -n 1 \"$tmp.why\")\" >&2; exit 1\n\
+         fi\n\
+         {verify}\
+         mv -f -- \"$tmp\" {dest}\n",
+        dir = quote(&dir),
+        template = quote(&format!("{dir}/.download.XXXXXX")),
+        url = quote(url),
+        msg = quote(&format!("downloading {url} failed: ")),
+        verify = verify(sha256, &format!("the download of {url}")),
+        dest = quote(&layout.stage_path(sha256)),
+    );
+    Script::new(format!("downloading {url}"), deadline, text)
+}
+
 pub fn clear_stage(layout: &Layout, sha256s: &[String], deadline: Duration) -> Script {
     Script::new(
         "clearing the stage area",
@@ -586,6 +614,52 @@ mod tests {
         );
         assert!(!fresh.exists());
         let _ = History::default();
+    }
+
+    #[test]
+    fn a_download_is_checked_before_it_is_staged() {
+        let w = world();
+        let bin = tempfile::tempdir().unwrap();
+        // A curl that serves `served` for any URL, or fails like curl.
+        let served = bin.path().join("served");
+        crate::remote::testing::stub(
+            bin.path(),
+            "curl",
+            &format!(
+                r#"while [ $# -gt 1 ]; do [ "$1" = -o ] && out=$2; shift; done
+[ -e {s} ] || {{ echo "curl: (22) The requested URL returned error: 404" >&2; exit 22; }}
+cp {s} "$out""#,
+                s = served.display()
+            ),
+        );
+        let sha = crate::desired::sha256_hex(b"plugin");
+        let url = "https://mirror.example/calico";
+        let run = || {
+            crate::remote::testing::sh_with_path(
+                &download(&w.layout, url, &sha, D).text,
+                b"",
+                Some(bin.path()),
+            )
+        };
+        let out = run();
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("downloading https://mirror.example/calico failed: curl: (22)"),
+            "{}",
+            stderr(&out)
+        );
+        std::fs::write(&served, "tampered").unwrap();
+        let out = run();
+        assert!(
+            stderr(&out).contains("refusing to install the download"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!Path::new(&w.layout.stage_path(&sha)).exists());
+        std::fs::write(&served, "plugin").unwrap();
+        assert!(run().status.success());
+        assert_eq!(std::fs::read(w.layout.stage_path(&sha)).unwrap(), b"plugin");
+        assert_eq!(leftovers(Path::new(&w.layout.stage_dir())), [sha]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{
     Action, Change, Expect, Gate, Install, Plan, Restart, Source, differs, pending_restart,
     undo_install,
 };
-use crate::desired::CniDesired;
+use crate::desired::{BinaryFrom, CniDesired};
 use crate::facts::Facts;
 use crate::inventory::{Agent, RemotePath, Role};
 
@@ -67,18 +67,30 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
         }
         // calico and calico-ipam are often the same file: upload it once.
         if !facts.staged.contains(&bin.sha256) && staged_now.insert(bin.sha256.clone()) {
-            change.stage.push(Action::Stage {
-                local: bin.local.clone(),
-                sha256: bin.sha256.clone(),
-                size: bin.size,
+            change.stage.push(match &bin.from {
+                BinaryFrom::Local { path, size } => Action::Stage {
+                    local: path.clone(),
+                    sha256: bin.sha256.clone(),
+                    size: *size,
+                },
+                BinaryFrom::Url(url) => Action::Download {
+                    url: url.clone(),
+                    sha256: bin.sha256.clone(),
+                },
             });
         }
-        change.summary.push(format!(
-            "install {} (sha256 {}…, {} bytes)",
-            bin.path,
-            &bin.sha256[..12],
-            bin.size
-        ));
+        change.summary.push(match &bin.from {
+            BinaryFrom::Local { size, .. } => format!(
+                "install {} (sha256 {}…, {size} bytes)",
+                bin.path,
+                &bin.sha256[..12],
+            ),
+            BinaryFrom::Url(url) => format!(
+                "install {} (sha256 {}…, downloaded by the agent from {url})",
+                bin.path,
+                &bin.sha256[..12],
+            ),
+        });
         change.apply.push(Action::Install(Box::new(Install {
             target: bin.path.clone(),
             source: Source::Staged,
@@ -191,6 +203,31 @@ mod tests {
         };
         assert_eq!(c.stage.len(), 1);
         assert!(c.restart.is_none());
+    }
+
+    #[test]
+    fn a_binary_from_a_url_is_downloaded_by_the_agent() {
+        let mut want = desired();
+        let cni = want.cni.as_mut().unwrap();
+        let mut bins = cni.binaries.to_vec();
+        bins[0].from = BinaryFrom::Url("https://mirror.example/calico".into());
+        cni.binaries = bins.into();
+        let Plan::Change(c) = plan(&agent(Role::Private), want.cni.as_ref(), &fresh_facts()) else {
+            panic!("expected a change")
+        };
+        assert_eq!(
+            c.stage[0],
+            Action::Download {
+                url: "https://mirror.example/calico".into(),
+                sha256: "a".repeat(64)
+            }
+        );
+        assert!(matches!(c.stage[1], Action::Stage { .. }));
+        assert!(
+            c.summary[0].contains("downloaded by the agent"),
+            "{}",
+            c.summary[0]
+        );
     }
 
     #[test]

@@ -81,6 +81,12 @@ pub enum Action {
         sha256: String,
         size: u64,
     },
+    /// The agent downloads a file into its stage area and checks its hash;
+    /// the controller never sends the bytes.
+    Download {
+        url: String,
+        sha256: String,
+    },
     /// Pulls an image the host will run, before anything on it is stopped.
     Pull {
         image: String,

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::desired::{
-    self, Binary, CniDesired, ContainerSpec, Desired, DockerDesired, EtcdProxyDesired, ManagedFile,
+    self, Binary, BinaryFrom, CniDesired, ContainerSpec, Desired, DockerDesired, EtcdProxyDesired,
+    ManagedFile,
 };
 use crate::facts::{Container, Facts, Unit, Version};
 use crate::history::History;
@@ -49,12 +50,14 @@ fn container(name: &'static str, image: &str, env: &[(&str, &str)]) -> Container
 fn binary(name: &str, sha: char) -> Binary {
     Binary {
         name: name.into(),
-        local: format!("/tmp/{name}").into(),
+        from: BinaryFrom::Local {
+            path: format!("/tmp/{name}").into(),
+            size: 1024,
+        },
         path: format!("/opt/mesosphere/active/cni/{name}")
             .parse()
             .unwrap(),
         sha256: sha.to_string().repeat(64),
-        size: 1024,
     }
 }
 

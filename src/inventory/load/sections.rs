@@ -9,11 +9,11 @@ use serde_saphyr::{Location, Spanned};
 
 use super::agents::SshLayer;
 use super::check::{Checker, FileCheck};
-use crate::inventory::raw::{RawContainer, RawInventory, StrMap};
+use crate::inventory::raw::{BinaryMap, RawBinary, RawContainer, RawInventory};
 use crate::inventory::values;
 use crate::inventory::{
-    Agent, CniBinary, CniConfig, ContainerConfig, DockerConfig, Endpoint, EtcdConfig, ImageRef,
-    Inventory, RemotePath, RolloutConfig,
+    Agent, BinarySource, CniBinary, CniConfig, ContainerConfig, DockerConfig, Endpoint, EtcdConfig,
+    ImageRef, Inventory, RemotePath, RolloutConfig,
 };
 
 const DEFAULT_ETCD_BINARY: &str = "/usr/bin/etcd";
@@ -219,31 +219,86 @@ impl Checker<'_> {
         })
     }
 
-    fn cni_binaries(&mut self, map: &Spanned<StrMap>) -> Option<Vec<CniBinary>> {
-        let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    fn cni_binaries(&mut self, map: &Spanned<BinaryMap>) -> Option<Vec<CniBinary>> {
+        let mut found: BTreeMap<String, BinarySource> = BTreeMap::new();
         let mut ok = true;
-        for (name, path) in &map.value.0 {
+        for (name, raw) in &map.value.0 {
             let Some(n) = self.check(name, "CNI binary name", values::file_name) else {
                 ok = false;
                 continue;
             };
             let what = format!("CNI binary `{n}`");
-            match self.local_path(&path.value, &what) {
-                Ok(local) => {
-                    self.check_file(&local, FileCheck::CniBinary, path.referenced);
-                    found.insert(n, local);
+            let source = match &raw.value {
+                RawBinary::Path(path) => match self.local_path(path, &what) {
+                    Ok(local) => {
+                        self.check_file(&local, FileCheck::CniBinary, raw.referenced);
+                        Some(BinarySource::Local(local))
+                    }
+                    Err(e) => {
+                        self.report(raw.referenced, e.to_string());
+                        None
+                    }
+                },
+                RawBinary::Url {
+                    url,
+                    sha256,
+                    unknown,
+                } => {
+                    for key in unknown {
+                        self.report(
+                            key.referenced,
+                            format!(
+                                "unknown field `{}` of {what}, expected `url` or `sha256`",
+                                key.value
+                            ),
+                        );
+                    }
+                    let url = match url {
+                        Some(u) => self.check(u, &format!("{what} url"), values::download_url),
+                        None => {
+                            self.report(
+                                raw.referenced,
+                                format!("{what} needs a `url` with its `sha256`"),
+                            );
+                            None
+                        }
+                    };
+                    let sha256 = match sha256 {
+                        Some(s) => self.check(s, &format!("{what} sha256"), values::sha256),
+                        None => {
+                            self.report(
+                                raw.referenced,
+                                format!(
+                                    "{what} needs the `sha256` its download must have: \
+                                     nothing is installed that was not checked"
+                                ),
+                            );
+                            None
+                        }
+                    };
+                    match (url, sha256) {
+                        (Some(url), Some(sha256)) if unknown.is_empty() => {
+                            Some(BinarySource::Url { url, sha256 })
+                        }
+                        _ => None,
+                    }
                 }
-                Err(e) => {
-                    self.report(path.referenced, e.to_string());
-                    ok = false;
+            };
+            match source {
+                Some(source) => {
+                    found.insert(n, source);
                 }
+                None => ok = false,
             }
         }
         for required in REQUIRED_CNI_BINARIES {
             if !found.contains_key(required) && ok {
                 self.report(
                     map.referenced,
-                    format!("`binaries` must include `{required}` (the local path of that plugin)"),
+                    format!(
+                        "`binaries` must include `{required}` (the local path of that plugin, \
+                         or its url and sha256)"
+                    ),
                 );
                 ok = false;
             }
@@ -251,7 +306,7 @@ impl Checker<'_> {
         ok.then(|| {
             found
                 .into_iter()
-                .map(|(name, local_path)| CniBinary { name, local_path })
+                .map(|(name, source)| CniBinary { name, source })
                 .collect()
         })
     }

@@ -20,7 +20,7 @@ pub use batches::{BatchSize, FailureBudget};
 pub use image::ImageRef;
 pub(crate) use names::{agent_name, env_key, env_value, file_name, user_name, zone};
 pub use network::Endpoint;
-pub(crate) use network::{address, cluster_store, port};
+pub(crate) use network::{address, cluster_store, download_url, port, sha256};
 pub use remote_path::RemotePath;
 pub(crate) use scalars::{boolean, parse_duration, parse_wait};
 

@@ -228,3 +228,46 @@ pub(crate) fn cluster_store(s: &str) -> Result<String, InvalidValue> {
     }
     Ok(s.to_string())
 }
+
+/// Where an agent downloads a plugin from: `http://` or `https://`, with no
+/// white space or shell-special characters (it is quoted anyway).
+pub(crate) fn download_url(s: &str) -> Result<String, InvalidValue> {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return Err(InvalidValue::new(
+            "url",
+            s,
+            "must start with http:// or https://",
+        ));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(InvalidValue::new("url", s, "has no host"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "'\"`\\<>{}|^".contains(*c))
+    {
+        return Err(InvalidValue::new(
+            "url",
+            s,
+            format!("contains {c:?}; encode it (%XX)"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A sha256 as 64 hex digits, lowercased.
+pub(crate) fn sha256(s: &str) -> Result<String, InvalidValue> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(InvalidValue::new(
+            "sha256",
+            s,
+            "must be 64 hexadecimal digits",
+        ))
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::*;
+use crate::inventory::BinarySource;
 use crate::inventory::{BatchSize, FailureBudget, HostKeyChecking, Role, RolloutConfig};
 
 #[test]
@@ -25,17 +26,20 @@ fn full_example_parses() {
     assert_eq!(inv.docker.cluster_store, None);
 
     assert!(inv.cni.enabled);
-    let bins: Vec<(&str, PathBuf)> = inv
+    let bins: Vec<(&str, BinarySource)> = inv
         .cni
         .binaries
         .iter()
-        .map(|b| (b.name.as_str(), b.local_path.clone()))
+        .map(|b| (b.name.as_str(), b.source.clone()))
         .collect();
     assert_eq!(
         bins,
         [
-            ("calico", f.path("./bin/calico")),
-            ("calico-ipam", f.path("./bin/calico-ipam"))
+            ("calico", BinarySource::Local(f.path("./bin/calico"))),
+            (
+                "calico-ipam",
+                BinarySource::Local(f.path("./bin/calico-ipam"))
+            )
         ]
     );
     assert_eq!(inv.cni.plugin_dir.as_str(), "/opt/mesosphere/active/cni");
@@ -124,6 +128,52 @@ fn defaults_apply() {
     assert_eq!(a.ssh.host_key_checking, HostKeyChecking::Strict);
     assert!(a.ssh.become_root);
     assert_eq!(a.ssh.connect_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn a_binary_can_come_from_a_url_with_its_sha256() {
+    let f = Fixture::new();
+    let sha = "AB".repeat(32);
+    let yaml = MINIMAL.replace(
+        "calico: bin/calico",
+        &format!("calico: {{url: \"https://mirror.example/calico-v1.11.8\", sha256: {sha}}}"),
+    );
+    assert_ne!(yaml, MINIMAL, "the fixture names ./bin/calico");
+    let inv = f.ok(&yaml);
+    assert_eq!(
+        inv.cni.binaries[0].source,
+        BinarySource::Url {
+            url: "https://mirror.example/calico-v1.11.8".into(),
+            sha256: "ab".repeat(32),
+        }
+    );
+    for (value, problem) in [
+        (
+            "{url: \"https://m/c\"}".to_string(),
+            "needs the `sha256` its download must have",
+        ),
+        (
+            format!("{{sha256: {sha}}}"),
+            "needs a `url` with its `sha256`",
+        ),
+        (
+            format!("{{url: \"ftp://m/c\", sha256: {sha}}}"),
+            "must start with http:// or https://",
+        ),
+        (
+            "{url: \"https://m/c\", sha256: abc}".to_string(),
+            "must be 64 hexadecimal digits",
+        ),
+        (
+            format!("{{url: \"https://m/c\", sha256: {sha}, md5: x}}"),
+            "unknown field `md5`",
+        ),
+    ] {
+        let text = f
+            .err(&MINIMAL.replace("calico: bin/calico", &format!("calico: {value}")))
+            .to_string();
+        assert!(text.contains(problem), "{value}: {text}");
+    }
 }
 
 #[test]

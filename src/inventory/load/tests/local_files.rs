@@ -135,7 +135,9 @@ fn tilde_and_relative_paths() {
     let yaml = format!("{MINIMAL}ssh:\n  known_hosts: sub/kh\n");
     let inv = f.ok(&yaml);
     assert_eq!(inv.agents[0].ssh.known_hosts, f.path("sub/kh"));
-    assert!(inv.cni.binaries[0].local_path.is_absolute());
+    assert!(
+        matches!(&inv.cni.binaries[0].source, crate::inventory::BinarySource::Local(p) if p.is_absolute())
+    );
 
     // Without $HOME, ~ cannot expand.
     f.write(
