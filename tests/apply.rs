@@ -436,6 +436,13 @@ fn agents_download_a_binary_given_by_url_and_check_it_first() {
         read("agent-1", &format!("{PLUGIN_DIR}/calico")).unwrap(),
         std::fs::read(&calico).unwrap()
     );
+    let again = c.run("apply", &inv, &["--limit", "agent-1"]);
+    assert_eq!(again.code, 0);
+    assert_eq!(
+        again.status("agent-1", "cni"),
+        "ok",
+        "converged: nothing to fetch"
+    );
 
     // The mirror serves other bytes than the inventory says: the host
     // fails before its batch, and nothing on it is touched.
@@ -449,4 +456,59 @@ fn agents_download_a_binary_given_by_url_and_check_it_first() {
     );
     assert_eq!(read("agent-2", &format!("{PLUGIN_DIR}/calico")), None);
     assert_eq!(read("agent-2", DAEMON_JSON).unwrap(), seed("daemon.json"));
+}
+
+#[test]
+fn a_file_changed_by_hand_is_found_even_at_the_same_size() {
+    let c = cluster();
+    let inv = c.inventory();
+    assert_eq!(c.run("apply", &inv, &["--limit", "agent-1"]).code, 0);
+    let cni = read("agent-1", CNI_CONFIG).unwrap();
+    // Same size, other bytes, and the old mtime put back: only the ctime
+    // tells, and no one can set that back.
+    let mut edited = cni.clone();
+    let at = edited.iter().position(|&b| b == b'c').unwrap();
+    edited[at] = b'C';
+    exec(
+        "agent-1",
+        &format!(
+            "t=$(stat -c %y {CNI_CONFIG}); printf '%s' '{}' > {CNI_CONFIG}; touch -d \"$t\" {CNI_CONFIG}",
+            String::from_utf8(edited).unwrap()
+        ),
+    );
+    let run = c.run("apply", &inv, &["--limit", "agent-1"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.status("agent-1", "cni"), "changed");
+    assert_eq!(read("agent-1", CNI_CONFIG).unwrap(), cni, "put back");
+}
+
+#[test]
+fn verify_hashes_what_the_manifest_would_vouch_for() {
+    let c = cluster();
+    let inv = c.inventory();
+    assert_eq!(c.run("apply", &inv, &["--limit", "agent-1"]).code, 0);
+    // A manifest that lies about calico.cni's hash: a plain plan trusts it
+    // (the file's stat matches), --verify hashes the file itself.
+    let manifest = "/var/lib/calico-rollout/manifest";
+    exec(
+        "agent-1",
+        &format!(
+            "sed -i 's#^\\({CNI_CONFIG}|.*|\\)[0-9a-f]\\{{64\\}}$#\\1{}#' {manifest}",
+            "0".repeat(64)
+        ),
+    );
+    let lie = String::from_utf8(read("agent-1", manifest).unwrap()).unwrap();
+    assert!(lie.contains(&"0".repeat(64)), "{lie}");
+    let plan = c.run("plan", &inv, &["--limit", "agent-1"]);
+    assert_eq!(
+        plan.status("agent-1", "cni"),
+        "changed",
+        "the manifest's hash differs from the desired one"
+    );
+    let verified = c.run("plan", &inv, &["--limit", "agent-1", "--verify"]);
+    assert_eq!(
+        verified.status("agent-1", "cni"),
+        "ok",
+        "the file itself is right"
+    );
 }

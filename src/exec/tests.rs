@@ -206,3 +206,137 @@ async fn a_dropped_connection_is_made_again_for_the_revert() {
         "connected again"
     );
 }
+
+/// A docker step whose batch goes through, restart and both gate checks.
+fn docker_batch_healthy() -> String {
+    let gate = "ActiveState=active\nSubState=running\nMainPID=40\nNRestarts=0\n\
+                ActiveEnterTimestampMonotonic=7\nClusterStore=\"etcd://127.0.0.1:2379\"";
+    let mut out = batch_reply(&[(0, ""), (0, "")]);
+    for check in ["a", "b"] {
+        out.push_str(&format!(
+            "{check}gate0 0 {}\n{gate}\n{check}err0 0 0\n\n",
+            gate.len()
+        ));
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_costs_one_round_trip_when_its_service_comes_back_at_once() {
+    let (script, session, mut run) = docker_change().await;
+    script.on(
+        "systemctl restart -- docker",
+        Reply::Exit(0, docker_batch_healthy()),
+    );
+    let mut p = policy();
+    p.min_healthy = Duration::ZERO;
+    run.roll(&session, &p, &Quiet).await;
+
+    let docker = run.results[1].as_ref().unwrap();
+    assert_eq!(docker.status, Status::Changed, "{}", docker.message);
+    assert_eq!(docker.restarts, 1);
+    let sent = script.commands.lock().unwrap().clone();
+    // Asking for the lock, the step, and the history's commit (with the
+    // pending restart's marker cleared).
+    assert_eq!(sent.len(), 3, "{sent:#?}");
+    assert!(sent[2].contains("pending/docker") && sent[2].contains("applied"));
+}
+
+/// What the probe prints for an agent that already runs `want`, after the
+/// lock's answer.
+fn converged_probe(want: &crate::desired::Desired) -> String {
+    let mut out = String::new();
+    let mut record = |key: &str, code: u32, text: &str| {
+        out.push_str(&format!("{key} {code} {}\n{text}\n", text.len()));
+    };
+    record("lock", 0, "lock acquired");
+    record(
+        "units",
+        0,
+        "Id=calico-etcd-proxy.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n\
+         ExecStart={ path=/usr/sbin/dockerd ; argv[]=/usr/sbin/dockerd -H fd:// }\nId=docker.service\n\
+         LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n\
+         Id=dcos-mesos-slave.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n\
+         Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=inactive\nUnitFileState=",
+    );
+    record("docker_server", 0, "20.10.24");
+    record(
+        "dockerd_version",
+        0,
+        "Docker version 20.10.24, build 297e128",
+    );
+    let containers: Vec<serde_json::Value> = [&want.libnetwork, &want.node]
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            [
+                serde_json::json!({"Id": "c", "Name": format!("/{}", c.name),
+                    "Config": {"Image": c.image.as_str(), "Labels": {crate::desired::SPEC_LABEL: c.spec_hash}},
+                    "State": {"Running": true}, "HostConfig": {"RestartPolicy": {"Name": "always"}}}),
+                serde_json::json!({"Id": "sha256:i", "RepoTags": [c.image.as_str()]}),
+            ]
+        })
+        .collect();
+    record("inspect", 0, &serde_json::to_string(&containers).unwrap());
+    let mut hashes = String::new();
+    let mut file = |path: &str, sha: &str| hashes.push_str(&format!("{sha}  {path}\n"));
+    let proxy = want.etcd_proxy.as_ref().unwrap();
+    file(proxy.unit_file.path.as_str(), &proxy.unit_file.sha256);
+    let cni = want.cni.as_ref().unwrap();
+    for b in cni.binaries.iter() {
+        file(b.path.as_str(), &b.sha256);
+    }
+    file(cni.config.path.as_str(), &cni.config.sha256);
+    for c in [&want.libnetwork, &want.node].into_iter().flatten() {
+        file(c.env_file.path.as_str(), &c.env_file.sha256);
+    }
+    record("hashes", 0, &hashes);
+    record(
+        "daemon_json",
+        0,
+        "{\"debug\": false, \"cluster-store\": \"etcd://127.0.0.1:2379\"}\n",
+    );
+    for key in ["staged", "pending", "etcd_binary", "history"] {
+        record(key, 0, "");
+    }
+    record("mesos_ip", 1, "");
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_converged_host_costs_two_round_trips() {
+    let script = Arc::new(Scripted::default());
+    script.on("lk=$(sh -c", Reply::Exit(0, converged_probe(&desired())));
+    script.on("rm -f -- \"$lock\"", Reply::Exit(0, "lock free\n".into()));
+    let opts = super::Options {
+        forks: 1,
+        mode: Mode::Apply,
+        lock: super::LockRequest {
+            owner: crate::lock::LockOwner::current("run-1"),
+            takeover_from: None,
+        },
+        pause_after_canary: false,
+        rollout: crate::inventory::RolloutConfig::default(),
+        shutdown: Shutdown::manual().0,
+        journal: None,
+        layout: Layout::default(),
+        verify: false,
+    };
+    let report = super::run(
+        Arc::new(ScriptedConnector(script.clone())),
+        vec![(agent(Role::Private), desired())],
+        Default::default(),
+        opts,
+        Arc::new(Quiet),
+    )
+    .await;
+    let statuses: Vec<Status> = report.hosts[0].steps.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [Status::Ok; 5]);
+    let sent = script.commands.lock().unwrap().clone();
+    assert_eq!(
+        sent.len(),
+        2,
+        "the lock with the probe, and the release: {sent:#?}"
+    );
+    assert!(sent[1].contains("rm -f -- \"$lock\""), "{}", sent[1]);
+}
