@@ -39,10 +39,11 @@ pub fn from_command(command: &Command) -> Result<Config, Error> {
     } else {
         Arc::from(Vec::new())
     };
+    let etcd = desired::etcd_runs(&inventory)?;
     let hosts = agents
         .into_iter()
         .map(|agent| {
-            let want = desired::for_agent(&inventory, &agent, &templates, &binaries)?;
+            let want = desired::for_agent(&inventory, &agent, &templates, &binaries, &etcd)?;
             Ok((agent, want))
         })
         .collect::<Result<Vec<_>, Error>>()?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use minijinja::{Value, context};
 use sha2::{Digest, Sha256};
 
-use crate::inventory::{Agent, BinarySource, ImageRef, Inventory, RemotePath, Role};
+use crate::inventory::{Agent, BinarySource, EtcdBinary, ImageRef, Inventory, RemotePath, Role};
 use crate::templates::RenderError as Error;
 use crate::templates::{self, Templates};
 
@@ -102,21 +102,62 @@ pub struct Desired {
 #[derive(Debug, Clone)]
 pub struct EtcdProxyDesired {
     pub unit_file: ManagedFile,
-    pub binary: RemotePath,
+    pub binary: EtcdRuns,
+}
+
+/// Where calico-rollout installs the etcd binary it manages.
+pub const MANAGED_ETCD_PATH: &str = "/opt/calico-rollout/bin/etcd";
+
+/// The etcd binary the gateway's unit runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtcdRuns {
+    /// Installed by calico-rollout at [`MANAGED_ETCD_PATH`].
+    Managed(Binary),
+    /// Already on the agents.
+    OnAgent(RemotePath),
+}
+
+impl EtcdRuns {
+    pub fn path(&self) -> &str {
+        match self {
+            EtcdRuns::Managed(b) => b.path.as_str(),
+            EtcdRuns::OnAgent(p) => p.as_str(),
+        }
+    }
+}
+
+/// The etcd binary of the run, hashed once for every agent.
+pub fn etcd_runs(inv: &Inventory) -> Result<EtcdRuns, Error> {
+    Ok(match &inv.etcd.binary {
+        EtcdBinary::OnAgent(path) => EtcdRuns::OnAgent(path.clone()),
+        EtcdBinary::Managed(source) => {
+            let (from, sha256) = binary_from(source)?;
+            EtcdRuns::Managed(Binary {
+                name: "etcd".into(),
+                from,
+                path: remote(MANAGED_ETCD_PATH),
+                sha256,
+            })
+        }
+    })
+}
+
+fn binary_from(source: &BinarySource) -> Result<(BinaryFrom, String), Error> {
+    Ok(match source {
+        BinarySource::Local(path) => {
+            let (sha256, size) = hash_file(path)?;
+            let path = path.clone();
+            (BinaryFrom::Local { path, size }, sha256)
+        }
+        BinarySource::Url { url, sha256 } => (BinaryFrom::Url(url.clone()), sha256.clone()),
+    })
 }
 
 /// Hashes the CNI binaries once for the whole run.
 pub fn hash_binaries(inv: &Inventory) -> Result<Arc<[Binary]>, Error> {
     let mut out = Vec::new();
     for b in &inv.cni.binaries {
-        let (from, sha256) = match &b.source {
-            BinarySource::Local(path) => {
-                let (sha256, size) = hash_file(path)?;
-                let path = path.clone();
-                (BinaryFrom::Local { path, size }, sha256)
-            }
-            BinarySource::Url { url, sha256 } => (BinaryFrom::Url(url.clone()), sha256.clone()),
-        };
+        let (from, sha256) = binary_from(&b.source)?;
         out.push(Binary {
             name: b.name.clone(),
             from,
@@ -175,7 +216,7 @@ fn client_endpoints(inv: &Inventory) -> String {
     }
 }
 
-fn template_context(inv: &Inventory, agent: &Agent) -> Value {
+fn template_context(inv: &Inventory, agent: &Agent, etcd: &EtcdRuns) -> Value {
     let endpoints: Vec<String> = inv.etcd.endpoints.iter().map(|e| e.to_string()).collect();
     let gateway: Vec<String> = inv.etcd.endpoints.iter().map(|e| e.host_port()).collect();
     context! {
@@ -189,7 +230,7 @@ fn template_context(inv: &Inventory, agent: &Agent) -> Value {
             gateway_endpoints => gateway.join(","),
             client_endpoints => client_endpoints(inv),
             proxy => inv.etcd.proxy,
-            binary => inv.etcd.binary.as_str(),
+            binary => etcd.path(),
         },
         docker => context! { cluster_store => cluster_store(inv) },
         cni => context! {
@@ -207,8 +248,9 @@ pub fn for_agent(
     agent: &Agent,
     templates: &Templates,
     binaries: &Arc<[Binary]>,
+    etcd: &EtcdRuns,
 ) -> Result<Desired, Error> {
-    let ctx = template_context(inv, agent);
+    let ctx = template_context(inv, agent, etcd);
 
     let etcd_proxy = if inv.etcd.proxy {
         let unit = templates.render(templates::ETCD_PROXY_UNIT, &ctx)?;
@@ -218,7 +260,7 @@ pub fn for_agent(
                 unit,
                 0o644,
             ),
-            binary: inv.etcd.binary.clone(),
+            binary: etcd.clone(),
         })
     } else {
         None

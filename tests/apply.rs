@@ -512,3 +512,39 @@ fn verify_hashes_what_the_manifest_would_vouch_for() {
         "the file itself is right"
     );
 }
+
+#[test]
+fn an_etcd_binary_from_this_machine_is_pushed_and_runs_the_gateway() {
+    let c = cluster();
+    // The agents' own etcd, copied here, pushed back to the path
+    // calico-rollout owns.
+    let local = c.dir.path().join("etcd");
+    std::fs::write(&local, read("agent-1", "/usr/bin/etcd").unwrap()).unwrap();
+    let mut inv = c.inventory();
+    inv["etcd"]["binary"] = json!(local);
+    let run = c.run("apply", &inv, &["--limit", "agent-1"]);
+    assert_eq!(run.code, 0);
+    let managed = "/opt/calico-rollout/bin/etcd";
+    assert!(
+        run.message("agent-1", "etcd-proxy")
+            .contains(&format!("install {managed}")),
+        "{}",
+        run.message("agent-1", "etcd-proxy")
+    );
+    assert_eq!(
+        read("agent-1", managed).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
+    assert_eq!(exec("agent-1", &format!("stat -c %a {managed}")), "755\n");
+    let unit = String::from_utf8(
+        read("agent-1", "/etc/systemd/system/calico-etcd-proxy.service").unwrap(),
+    )
+    .unwrap();
+    assert!(
+        unit.contains(&format!("ExecStart={managed} gateway start")),
+        "{unit}"
+    );
+    exec("agent-1", "curl -fsS http://127.0.0.1:2379/health");
+    let again = c.run("apply", &inv, &["--limit", "agent-1"]);
+    assert_eq!(again.status("agent-1", "etcd-proxy"), "ok");
+}

@@ -39,8 +39,8 @@ pub struct EtcdConfig {
     /// At least one.
     pub endpoints: Vec<Endpoint>,
     pub proxy: bool,
-    /// Where the etcd binary lives on the agents (runs the gateway).
-    pub binary: RemotePath,
+    /// The etcd binary that runs the gateway.
+    pub binary: EtcdBinary,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +65,14 @@ pub struct CniBinary {
     /// File name in the plugin directory, e.g. `calico-ipam`.
     pub name: String,
     pub source: BinarySource,
+}
+
+/// The etcd binary that runs the gateway: one calico-rollout installs
+/// (pushed or downloaded, to a path it owns), or one already on the agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtcdBinary {
+    Managed(BinarySource),
+    OnAgent(RemotePath),
 }
 
 /// Where a plugin binary comes from.

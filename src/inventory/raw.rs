@@ -50,7 +50,7 @@ pub(crate) struct RawSsh {
 pub(crate) struct RawEtcd {
     pub endpoints: Option<Spanned<Vec<Str>>>,
     pub proxy: Option<Str>,
-    pub binary: Option<Str>,
+    pub binary: Option<Spanned<RawBinary>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,7 +168,9 @@ pub(crate) enum RawBinary {
     Url {
         url: Option<Str>,
         sha256: Option<Str>,
-        /// Keys that are neither, to report.
+        /// `{on_agent: PATH}` (etcd only): a binary already on the agents.
+        on_agent: Option<Str>,
+        /// Keys that are none of these, to report.
         unknown: Vec<Str>,
     },
 }
@@ -214,18 +216,21 @@ impl<'de> Deserialize<'de> for RawBinary {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBinary, A::Error> {
-                let (mut url, mut sha256, mut unknown) = (None, None, Vec::new());
+                let (mut url, mut sha256, mut on_agent) = (None, None, None);
+                let mut unknown = Vec::new();
                 while let Some(key) = map.next_key::<Str>()? {
                     let value = map.next_value::<Str>()?;
                     match key.value.as_str() {
                         "url" => url = Some(value),
                         "sha256" => sha256 = Some(value),
+                        "on_agent" => on_agent = Some(value),
                         _ => unknown.push(key),
                     }
                 }
                 Ok(RawBinary::Url {
                     url,
                     sha256,
+                    on_agent,
                     unknown,
                 })
             }

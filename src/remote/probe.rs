@@ -100,6 +100,9 @@ pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
     let mut files: Vec<String> = Vec::new();
     if let Some(p) = &want.etcd_proxy {
         files.push(p.unit_file.path.to_string());
+        if let desired::EtcdRuns::Managed(bin) = &p.binary {
+            files.push(bin.path.to_string());
+        }
     }
     if let Some(c) = &want.cni {
         files.extend(c.binaries.iter().map(|b| b.path.to_string()));
@@ -115,7 +118,7 @@ pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
     let etcd_binary = want
         .etcd_proxy
         .as_ref()
-        .map(|p| p.binary.to_string())
+        .map(|p| p.binary.path().to_string())
         .unwrap_or_else(|| "/usr/bin/etcd".into());
 
     let mut s = String::new();

@@ -3,11 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use super::{
-    Action, Change, Expect, Gate, Install, Plan, Restart, Source, differs, pending_restart,
-    undo_install,
-};
-use crate::desired::{BinaryFrom, CniDesired};
+use super::{Action, Change, Gate, Plan, Restart, add_binary, differs, pending_restart};
+use crate::desired::CniDesired;
 use crate::facts::Facts;
 use crate::inventory::{Agent, RemotePath, Role};
 
@@ -62,47 +59,8 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
     let mut change = Change::default();
     let mut staged_now = BTreeSet::new();
     for bin in want.binaries.iter() {
-        if facts.hashes.get(bin.path.as_str()) == Some(&bin.sha256) {
-            continue;
-        }
         // calico and calico-ipam are often the same file: upload it once.
-        if !facts.staged.contains(&bin.sha256) && staged_now.insert(bin.sha256.clone()) {
-            change.stage.push(match &bin.from {
-                BinaryFrom::Local { path, size } => Action::Stage {
-                    local: path.clone(),
-                    sha256: bin.sha256.clone(),
-                    size: *size,
-                },
-                BinaryFrom::Url(url) => Action::Download {
-                    url: url.clone(),
-                    sha256: bin.sha256.clone(),
-                },
-            });
-        }
-        change.summary.push(match &bin.from {
-            BinaryFrom::Local { size, .. } => format!(
-                "install {} (sha256 {}…, {size} bytes)",
-                bin.path,
-                &bin.sha256[..12],
-            ),
-            BinaryFrom::Url(url) => format!(
-                "install {} (sha256 {}…, downloaded by the agent from {url})",
-                bin.path,
-                &bin.sha256[..12],
-            ),
-        });
-        change.apply.push(Action::Install(Box::new(Install {
-            target: bin.path.clone(),
-            source: Source::Staged,
-            sha256: bin.sha256.clone(),
-            mode: 0o755,
-            check: None,
-            expect: Expect::Any,
-            pending: None,
-            tmp_dir: None,
-            remerge: None,
-            undo: undo_install(facts, bin.path.as_str()),
-        })));
+        add_binary(&mut change, bin, facts, &mut staged_now, None);
     }
     if !change.apply.is_empty() {
         let shas: BTreeSet<String> = want.binaries.iter().map(|b| b.sha256.clone()).collect();
@@ -139,6 +97,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::BinaryFrom;
     use crate::facts::Unit;
     use crate::steps::testing::{agent, converged_facts, desired, fresh_facts};
 

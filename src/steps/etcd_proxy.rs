@@ -1,7 +1,9 @@
 //! etcd-proxy: an etcd gateway on 127.0.0.1:2379 as an enabled systemd unit.
 
-use super::{Action, Change, Gate, Plan, Restart, differs, pending_restart};
-use crate::desired::{ETCD_PROXY_UNIT, EtcdProxyDesired};
+use std::collections::BTreeSet;
+
+use super::{Action, Change, Gate, Plan, Restart, add_binary, differs, pending_restart};
+use crate::desired::{ETCD_PROXY_UNIT, EtcdProxyDesired, EtcdRuns};
 use crate::facts::Facts;
 
 pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
@@ -10,14 +12,28 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
             "etcd.proxy is false: clients use the etcd endpoints directly".into(),
         );
     };
-    if !facts.etcd_binary_ok {
-        return Plan::Refused(format!(
-            "{} is not an executable file on the agent: install etcd there, or set etcd.binary",
-            want.binary
-        ));
-    }
     let unit = ETCD_PROXY_UNIT;
     let mut change = Change::default();
+    // A new etcd binary is an ordinary change: installed from staging and
+    // rolled in batches, the gateway restarted onto it.
+    let binary_changed = match &want.binary {
+        EtcdRuns::OnAgent(path) if !facts.etcd_binary_ok => {
+            return Plan::Refused(format!(
+                "{path} is not an executable file on the agent: set etcd.binary to a local \
+                 path or a {{url, sha256}} for calico-rollout to install, or install etcd there"
+            ));
+        }
+        EtcdRuns::OnAgent(_) => false,
+        EtcdRuns::Managed(bin) => {
+            let changed = add_binary(&mut change, bin, facts, &mut BTreeSet::new(), Some(unit));
+            if changed {
+                change.apply.push(Action::ClearStage {
+                    sha256s: vec![bin.sha256.clone()],
+                });
+            }
+            changed
+        }
+    };
     let file_changed = differs(facts, &want.unit_file);
     if file_changed {
         change
@@ -36,7 +52,7 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
         change.apply.push(Action::Enable { unit: unit.into() });
     }
     let active = state.active == "active";
-    if file_changed || !active || pending_restart(facts, unit) {
+    if file_changed || binary_changed || !active || pending_restart(facts, unit) {
         change.summary.push(if active {
             format!("restart {unit}")
         } else {
@@ -67,6 +83,42 @@ mod tests {
         assert_eq!(i.pending.as_deref(), Some(ETCD_PROXY_UNIT));
         assert_eq!(c.apply[1], Action::DaemonReload);
         assert_eq!(c.restart.unwrap().gate, Gate::EtcdGateway);
+    }
+
+    #[test]
+    fn a_managed_etcd_is_installed_before_the_unit_and_restarts_the_gateway() {
+        let mut want = desired();
+        let proxy = want.etcd_proxy.as_mut().unwrap();
+        let bin = crate::desired::Binary {
+            name: "etcd".into(),
+            from: crate::desired::BinaryFrom::Url("https://mirror.example/etcd".into()),
+            path: crate::desired::MANAGED_ETCD_PATH.parse().unwrap(),
+            sha256: "e".repeat(64),
+        };
+        proxy.binary = EtcdRuns::Managed(bin.clone());
+        let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), &fresh_facts()) else {
+            panic!()
+        };
+        assert!(matches!(&c.stage[..], [Action::Download { .. }]));
+        let Action::Install(first) = &c.apply[0] else {
+            panic!("{:?}", c.apply)
+        };
+        assert_eq!(first.target.as_str(), crate::desired::MANAGED_ETCD_PATH);
+        assert_eq!(first.mode, 0o755);
+
+        // Only the binary differs: it still restarts the gateway onto it.
+        let mut facts = converged_facts(&want);
+        facts
+            .hashes
+            .insert(crate::desired::MANAGED_ETCD_PATH.into(), "0".repeat(64));
+        let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), &facts) else {
+            panic!()
+        };
+        assert!(c.restart.is_some(), "{:?}", c.summary);
+        facts
+            .hashes
+            .insert(crate::desired::MANAGED_ETCD_PATH.into(), bin.sha256);
+        assert_eq!(plan(want.etcd_proxy.as_ref(), &facts), Plan::Ok);
     }
 
     #[test]

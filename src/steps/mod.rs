@@ -10,12 +10,13 @@ pub mod rollback;
 
 pub use docker::merge_daemon_json;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crate::step::{StepName, Undo};
 
-use crate::desired::{ContainerSpec, Desired, ManagedFile};
+use crate::desired::{Binary, BinaryFrom, ContainerSpec, Desired, ManagedFile};
 use crate::facts::Facts;
 use crate::inventory::{Agent, RemotePath};
 
@@ -232,6 +233,59 @@ pub fn plan_host(agent: &Agent, want: &Desired, facts: &Facts) -> Vec<StepPlan> 
             StepPlan { step, plan }
         })
         .collect()
+}
+
+/// Adds what installing `bin` takes, unless the host has it: its upload
+/// or download while staging (once per hash, whatever the number of
+/// binaries sharing it), and its install from the stage area.
+pub(crate) fn add_binary(
+    change: &mut Change,
+    bin: &Binary,
+    facts: &Facts,
+    staged_now: &mut BTreeSet<String>,
+    pending: Option<&str>,
+) -> bool {
+    if facts.hashes.get(bin.path.as_str()) == Some(&bin.sha256) {
+        return false;
+    }
+    if !facts.staged.contains(&bin.sha256) && staged_now.insert(bin.sha256.clone()) {
+        change.stage.push(match &bin.from {
+            BinaryFrom::Local { path, size } => Action::Stage {
+                local: path.clone(),
+                sha256: bin.sha256.clone(),
+                size: *size,
+            },
+            BinaryFrom::Url(url) => Action::Download {
+                url: url.clone(),
+                sha256: bin.sha256.clone(),
+            },
+        });
+    }
+    change.summary.push(match &bin.from {
+        BinaryFrom::Local { size, .. } => format!(
+            "install {} (sha256 {}…, {size} bytes)",
+            bin.path,
+            &bin.sha256[..12],
+        ),
+        BinaryFrom::Url(url) => format!(
+            "install {} (sha256 {}…, downloaded by the agent from {url})",
+            bin.path,
+            &bin.sha256[..12],
+        ),
+    });
+    change.apply.push(Action::Install(Box::new(Install {
+        target: bin.path.clone(),
+        source: Source::Staged,
+        sha256: bin.sha256.clone(),
+        mode: 0o755,
+        check: None,
+        expect: Expect::Any,
+        pending: pending.map(str::to_string),
+        tmp_dir: None,
+        remerge: None,
+        undo: undo_install(facts, bin.path.as_str()),
+    })));
+    true
 }
 
 /// A restart that an earlier, interrupted run left undone.

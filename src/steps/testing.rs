@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::desired::{
     self, Binary, BinaryFrom, CniDesired, ContainerSpec, Desired, DockerDesired, EtcdProxyDesired,
-    ManagedFile,
+    EtcdRuns, ManagedFile,
 };
 use crate::facts::{Container, Facts, Unit, Version};
 use crate::history::History;
@@ -71,7 +71,7 @@ pub fn desired() -> Desired {
                 "[Service]\nExecStart=/usr/bin/etcd gateway start\n",
                 0o644,
             ),
-            binary: "/usr/bin/etcd".parse().unwrap(),
+            binary: EtcdRuns::OnAgent("/usr/bin/etcd".parse().unwrap()),
         }),
         docker: Some(DockerDesired {
             managed: json!({"cluster-store": "etcd://127.0.0.1:2379"})

@@ -40,6 +40,7 @@ pub(super) enum FileCheck {
     KnownHostsStrict,
     KnownHostsAcceptNew,
     CniBinary,
+    EtcdBinary,
     Templates,
 }
 
@@ -186,10 +187,15 @@ impl Checker<'_> {
             )),
             (FileCheck::Identity, None) => Some(format!("identity_file {shown} does not exist")),
             (FileCheck::CniBinary, None) => Some(format!("CNI binary {shown} does not exist")),
+            (FileCheck::EtcdBinary, None) => Some(format!(
+                "etcd binary {shown} does not exist on this machine (a path is pushed to the \
+                 agents; for one already on them, write {{on_agent: /usr/bin/etcd}})"
+            )),
             (kind, Some(m)) => {
                 let label = match kind {
                     FileCheck::Identity => "identity_file",
                     FileCheck::CniBinary => "CNI binary",
+                    FileCheck::EtcdBinary => "etcd binary",
                     _ => "known_hosts file",
                 };
                 if !m.is_file() {

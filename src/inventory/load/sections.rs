@@ -12,8 +12,8 @@ use super::check::{Checker, FileCheck};
 use crate::inventory::raw::{BinaryMap, RawBinary, RawContainer, RawInventory};
 use crate::inventory::values;
 use crate::inventory::{
-    Agent, BinarySource, CniBinary, CniConfig, ContainerConfig, DockerConfig, Endpoint, EtcdConfig,
-    ImageRef, Inventory, RemotePath, RolloutConfig,
+    Agent, BinarySource, CniBinary, CniConfig, ContainerConfig, DockerConfig, Endpoint, EtcdBinary,
+    EtcdConfig, ImageRef, Inventory, RemotePath, RolloutConfig,
 };
 
 const DEFAULT_ETCD_BINARY: &str = "/usr/bin/etcd";
@@ -117,12 +117,22 @@ impl Checker<'_> {
             return None;
         };
         let proxy = self.flag(etcd.value.proxy.as_ref(), "proxy", true);
-        let binary = self.or_default(
-            etcd.value.binary.as_ref(),
-            "etcd binary",
-            |s| s.parse::<RemotePath>(),
-            || default_remote(DEFAULT_ETCD_BINARY),
-        );
+        let binary = match &etcd.value.binary {
+            None => EtcdBinary::OnAgent(default_remote(DEFAULT_ETCD_BINARY)),
+            Some(raw) => match &raw.value {
+                RawBinary::Url {
+                    on_agent: Some(path),
+                    url: None,
+                    sha256: None,
+                    unknown,
+                } if unknown.is_empty() => {
+                    EtcdBinary::OnAgent(
+                        self.check(path, "etcd binary", |s| s.parse::<RemotePath>())?,
+                    )
+                }
+                _ => EtcdBinary::Managed(self.binary_source(raw, "the etcd binary", true)?),
+            },
+        };
         let Some(list) = &etcd.value.endpoints else {
             self.report(
                 etcd.referenced,
@@ -219,6 +229,93 @@ impl Checker<'_> {
         })
     }
 
+    /// A binary's source: a local path (that exists), or `{url, sha256}`;
+    /// `on_agent` is named in the errors where it is allowed.
+    fn binary_source(
+        &mut self,
+        raw: &Spanned<RawBinary>,
+        what: &str,
+        on_agent_allowed: bool,
+    ) -> Option<BinarySource> {
+        match &raw.value {
+            RawBinary::Path(path) => match self.local_path(path, what) {
+                Ok(local) => {
+                    let check = if on_agent_allowed {
+                        FileCheck::EtcdBinary
+                    } else {
+                        FileCheck::CniBinary
+                    };
+                    self.check_file(&local, check, raw.referenced);
+                    Some(BinarySource::Local(local))
+                }
+                Err(e) => {
+                    self.report(raw.referenced, e.to_string());
+                    None
+                }
+            },
+            RawBinary::Url {
+                url,
+                sha256,
+                on_agent,
+                unknown,
+            } => {
+                let expected = if on_agent_allowed {
+                    "`url` and `sha256`, or `on_agent` alone"
+                } else {
+                    "`url` or `sha256`"
+                };
+                for key in unknown
+                    .iter()
+                    .chain(on_agent.iter().filter(|_| !on_agent_allowed))
+                {
+                    self.report(
+                        key.referenced,
+                        format!(
+                            "unknown field `{}` of {what}, expected {expected}",
+                            key.value
+                        ),
+                    );
+                }
+                if let (Some(key), true) = (on_agent, on_agent_allowed) {
+                    self.report(
+                        key.referenced,
+                        format!("{what}: `on_agent` goes alone, without `url` or `sha256`"),
+                    );
+                    return None;
+                }
+                let url = match url {
+                    Some(u) => self.check(u, &format!("{what} url"), values::download_url),
+                    None => {
+                        self.report(
+                            raw.referenced,
+                            format!("{what} needs a `url` with its `sha256`"),
+                        );
+                        None
+                    }
+                };
+                let sha256 = match sha256 {
+                    Some(s) => self.check(s, &format!("{what} sha256"), values::sha256),
+                    None => {
+                        self.report(
+                            raw.referenced,
+                            format!(
+                                "{what} needs the `sha256` its download must have: \
+                                 nothing is installed that was not checked"
+                            ),
+                        );
+                        None
+                    }
+                };
+                match (url, sha256) {
+                    (Some(url), Some(sha256)) if unknown.is_empty() && on_agent.is_none() => {
+                        Some(BinarySource::Url { url, sha256 })
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
     fn cni_binaries(&mut self, map: &Spanned<BinaryMap>) -> Option<Vec<CniBinary>> {
         let mut found: BTreeMap<String, BinarySource> = BTreeMap::new();
         let mut ok = true;
@@ -228,62 +325,7 @@ impl Checker<'_> {
                 continue;
             };
             let what = format!("CNI binary `{n}`");
-            let source = match &raw.value {
-                RawBinary::Path(path) => match self.local_path(path, &what) {
-                    Ok(local) => {
-                        self.check_file(&local, FileCheck::CniBinary, raw.referenced);
-                        Some(BinarySource::Local(local))
-                    }
-                    Err(e) => {
-                        self.report(raw.referenced, e.to_string());
-                        None
-                    }
-                },
-                RawBinary::Url {
-                    url,
-                    sha256,
-                    unknown,
-                } => {
-                    for key in unknown {
-                        self.report(
-                            key.referenced,
-                            format!(
-                                "unknown field `{}` of {what}, expected `url` or `sha256`",
-                                key.value
-                            ),
-                        );
-                    }
-                    let url = match url {
-                        Some(u) => self.check(u, &format!("{what} url"), values::download_url),
-                        None => {
-                            self.report(
-                                raw.referenced,
-                                format!("{what} needs a `url` with its `sha256`"),
-                            );
-                            None
-                        }
-                    };
-                    let sha256 = match sha256 {
-                        Some(s) => self.check(s, &format!("{what} sha256"), values::sha256),
-                        None => {
-                            self.report(
-                                raw.referenced,
-                                format!(
-                                    "{what} needs the `sha256` its download must have: \
-                                     nothing is installed that was not checked"
-                                ),
-                            );
-                            None
-                        }
-                    };
-                    match (url, sha256) {
-                        (Some(url), Some(sha256)) if unknown.is_empty() => {
-                            Some(BinarySource::Url { url, sha256 })
-                        }
-                        _ => None,
-                    }
-                }
-            };
+            let source = self.binary_source(raw, &what, false);
             match source {
                 Some(source) => {
                     found.insert(n, source);

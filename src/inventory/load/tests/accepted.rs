@@ -6,8 +6,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::inventory::BinarySource;
 use crate::inventory::{BatchSize, FailureBudget, HostKeyChecking, Role, RolloutConfig};
+use crate::inventory::{BinarySource, EtcdBinary};
 
 #[test]
 fn full_example_parses() {
@@ -21,7 +21,10 @@ fn full_example_parses() {
     let eps: Vec<String> = inv.etcd.endpoints.iter().map(|e| e.to_string()).collect();
     assert_eq!(eps, ["http://10.0.0.5:2379", "http://10.0.0.6:2379"]);
     assert!(inv.etcd.proxy);
-    assert_eq!(inv.etcd.binary.as_str(), "/usr/bin/etcd");
+    assert_eq!(
+        inv.etcd.binary,
+        EtcdBinary::OnAgent("/usr/bin/etcd".parse().unwrap())
+    );
     assert!(inv.docker.enabled);
     assert_eq!(inv.docker.cluster_store, None);
 
@@ -91,7 +94,10 @@ fn defaults_apply() {
     let f = Fixture::new();
     let inv = f.ok(MINIMAL);
     assert!(inv.etcd.proxy);
-    assert_eq!(inv.etcd.binary.as_str(), "/usr/bin/etcd");
+    assert_eq!(
+        inv.etcd.binary,
+        EtcdBinary::OnAgent("/usr/bin/etcd".parse().unwrap())
+    );
     assert!(inv.docker.enabled);
     assert_eq!(inv.docker.cluster_store, None);
     assert!(inv.cni.enabled);
@@ -177,6 +183,49 @@ fn a_binary_can_come_from_a_url_with_its_sha256() {
 }
 
 #[test]
+fn the_etcd_binary_is_pushed_downloaded_or_already_there() {
+    let f = Fixture::new();
+    f.write("bin/etcd", "etcd");
+    let with = |binary: &str| {
+        MINIMAL.replace(
+            "  endpoints: [http://10.0.0.5:2379]\n",
+            &format!("  endpoints: [http://10.0.0.5:2379]\n  binary: {binary}\n"),
+        )
+    };
+    assert_eq!(
+        f.ok(&with("bin/etcd")).etcd.binary,
+        EtcdBinary::Managed(BinarySource::Local(f.path("bin/etcd")))
+    );
+    let sha = "cd".repeat(32);
+    assert_eq!(
+        f.ok(&with(&format!(
+            "{{url: \"https://mirror.example/etcd\", sha256: {sha}}}"
+        )))
+        .etcd
+        .binary,
+        EtcdBinary::Managed(BinarySource::Url {
+            url: "https://mirror.example/etcd".into(),
+            sha256: sha.clone()
+        })
+    );
+    let missing = f.err(&with("bin/etcd-3.5")).to_string();
+    assert!(
+        missing.contains("does not exist on this machine"),
+        "{missing}"
+    );
+    assert!(
+        missing.contains("on_agent"),
+        "the way out is named: {missing}"
+    );
+    let both = f
+        .err(&with(&format!(
+            "{{on_agent: /usr/bin/etcd, sha256: {sha}}}"
+        )))
+        .to_string();
+    assert!(both.contains("`on_agent` goes alone"), "{both}");
+}
+
+#[test]
 fn added_keys_parse() {
     let f = Fixture::new();
     f.write("tpl/calico.env.j2", "");
@@ -188,7 +237,7 @@ docker:
 etcd:
   endpoints: [http://etcd-1.example.com:4001, 'http://[fd00::5]']
   proxy: false
-  binary: /opt/etcd/bin/etcd/
+  binary: {on_agent: /opt/etcd/bin/etcd/}
 libnetwork:
   enabled: no
   env: {LOG_LEVEL: debug}
@@ -215,7 +264,10 @@ rollout:
     let eps: Vec<String> = inv.etcd.endpoints.iter().map(|e| e.host_port()).collect();
     assert_eq!(eps, ["etcd-1.example.com:4001", "[fd00::5]:2379"]);
     assert!(!inv.etcd.proxy);
-    assert_eq!(inv.etcd.binary.as_str(), "/opt/etcd/bin/etcd");
+    assert_eq!(
+        inv.etcd.binary,
+        EtcdBinary::OnAgent("/opt/etcd/bin/etcd".parse().unwrap())
+    );
     assert!(!inv.libnetwork.enabled);
     assert_eq!(inv.libnetwork.env["LOG_LEVEL"], "debug");
     assert!(

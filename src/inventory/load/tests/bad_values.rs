@@ -64,7 +64,7 @@ fn bad_values_are_located() {
         ),
         (
             "proxy: true",
-            "proxy: true\n  binary: bin/etcd",
+            "proxy: true\n  binary: {on_agent: bin/etcd}",
             "bin/etcd",
             "etcd binary \"bin/etcd\" must be absolute (start with /)",
         ),
