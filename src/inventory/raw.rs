@@ -165,14 +165,18 @@ pub(crate) struct BinaryMap(pub Vec<(Str, Spanned<RawBinary>)>);
 #[derive(Debug)]
 pub(crate) enum RawBinary {
     Path(String),
-    Url {
-        url: Option<Str>,
-        sha256: Option<Str>,
-        /// `{on_agent: PATH}` (etcd only): a binary already on the agents.
-        on_agent: Option<Str>,
-        /// Keys that are none of these, to report.
-        unknown: Vec<Str>,
-    },
+    Keys(Box<RawBinaryKeys>),
+}
+
+/// `{url, sha256}`, or (etcd only) `{on_agent: PATH}`.
+#[derive(Debug, Default)]
+pub(crate) struct RawBinaryKeys {
+    pub url: Option<Str>,
+    pub sha256: Option<Str>,
+    /// A binary already on the agents.
+    pub on_agent: Option<Str>,
+    /// Keys that are none of these, to report.
+    pub unknown: Vec<Str>,
 }
 
 impl<'de> Deserialize<'de> for BinaryMap {
@@ -216,23 +220,17 @@ impl<'de> Deserialize<'de> for RawBinary {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBinary, A::Error> {
-                let (mut url, mut sha256, mut on_agent) = (None, None, None);
-                let mut unknown = Vec::new();
+                let mut keys = RawBinaryKeys::default();
                 while let Some(key) = map.next_key::<Str>()? {
                     let value = map.next_value::<Str>()?;
                     match key.value.as_str() {
-                        "url" => url = Some(value),
-                        "sha256" => sha256 = Some(value),
-                        "on_agent" => on_agent = Some(value),
-                        _ => unknown.push(key),
+                        "url" => keys.url = Some(value),
+                        "sha256" => keys.sha256 = Some(value),
+                        "on_agent" => keys.on_agent = Some(value),
+                        _ => keys.unknown.push(key),
                     }
                 }
-                Ok(RawBinary::Url {
-                    url,
-                    sha256,
-                    on_agent,
-                    unknown,
-                })
+                Ok(RawBinary::Keys(Box::new(keys)))
             }
         }
 

@@ -9,7 +9,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::agents::SshLayer;
 use super::check::{Checker, FileCheck};
-use crate::inventory::raw::{BinaryMap, RawBinary, RawContainer, RawInventory};
+use crate::inventory::raw::{BinaryMap, RawBinary, RawBinaryKeys, RawContainer, RawInventory};
 use crate::inventory::values;
 use crate::inventory::{
     Agent, BinarySource, CniBinary, CniConfig, ContainerConfig, DockerConfig, Endpoint, EtcdBinary,
@@ -120,12 +120,13 @@ impl Checker<'_> {
         let binary = match &etcd.value.binary {
             None => EtcdBinary::OnAgent(default_remote(DEFAULT_ETCD_BINARY)),
             Some(raw) => match &raw.value {
-                RawBinary::Url {
-                    on_agent: Some(path),
-                    url: None,
-                    sha256: None,
-                    unknown,
-                } if unknown.is_empty() => {
+                RawBinary::Keys(keys)
+                    if keys.url.is_none()
+                        && keys.sha256.is_none()
+                        && keys.unknown.is_empty()
+                        && keys.on_agent.is_some() =>
+                {
+                    let path = keys.on_agent.as_ref().expect("checked above");
                     EtcdBinary::OnAgent(
                         self.check(path, "etcd binary", |s| s.parse::<RemotePath>())?,
                     )
@@ -253,12 +254,13 @@ impl Checker<'_> {
                     None
                 }
             },
-            RawBinary::Url {
-                url,
-                sha256,
-                on_agent,
-                unknown,
-            } => {
+            RawBinary::Keys(keys) => {
+                let RawBinaryKeys {
+                    url,
+                    sha256,
+                    on_agent,
+                    unknown,
+                } = keys.as_ref();
                 let expected = if on_agent_allowed {
                     "`url` and `sha256`, or `on_agent` alone"
                 } else {
