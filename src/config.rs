@@ -56,8 +56,10 @@ pub fn from_command(command: &Command) -> Result<Config, Error> {
         Some(dir) => dir.clone(),
         None => journal::default_state_dir(&inventory.path),
     };
+    let forks = args.forks.map(usize::from).unwrap_or(hosts.len());
+    check_open_files(hosts.len(), forks, crate::controller::open_files_limit())?;
     Ok(Config {
-        forks: args.forks.map(usize::from).unwrap_or(hosts.len()),
+        forks,
         hosts,
         inventory,
         mode,
@@ -67,6 +69,21 @@ pub fn from_command(command: &Command) -> Result<Config, Error> {
         pause_after_canary,
         state_dir,
     })
+}
+
+/// Every host keeps its SSH connection open for the whole run, and each
+/// host being worked on may stream a file: with too low a `ulimit -n` the
+/// run would fail half way, so it is refused before it starts.
+pub fn check_open_files(hosts: usize, forks: usize, limit: Option<u64>) -> Result<(), Error> {
+    let needed = (hosts + forks.min(hosts)) as u64 + 64;
+    match limit {
+        Some(limit) if limit < needed => Err(Error::OpenFiles {
+            hosts,
+            needed,
+            limit,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `--limit`: names or globs; every pattern must match some agent, so a
@@ -114,6 +131,23 @@ mod tests {
                 ..agent(Role::Private)
             })
             .collect()
+    }
+
+    #[test]
+    fn too_few_open_files_are_said_up_front() {
+        assert!(check_open_files(50, 50, Some(1024)).is_ok());
+        assert!(check_open_files(600, 600, None).is_ok());
+        let e = check_open_files(600, 600, Some(1024))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1264 open files") && e.contains("ulimit -n"),
+            "{e}"
+        );
+        assert!(
+            check_open_files(600, 10, Some(1024)).is_ok(),
+            "fewer at once"
+        );
     }
 
     #[test]

@@ -43,6 +43,21 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The soft limit on open files of this process (`ulimit -n`), when the
+/// system says.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    match soft {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    }
+}
+
 /// Whether a calico-rollout process with this pid runs on this machine. A
 /// pid reused by another program does not count.
 pub fn run_alive_here(pid: u32) -> bool {
@@ -67,6 +82,12 @@ mod tests {
         let id = new_run_id();
         assert!(crate::history::valid_run_id(&id), "{id}");
         assert!(id.contains(&format!("-{}-", std::process::id())));
+    }
+
+    #[test]
+    fn the_open_files_limit_is_read() {
+        let limit = open_files_limit().expect("Linux says");
+        assert!(limit >= 16, "{limit}");
     }
 
     #[test]

@@ -50,6 +50,15 @@ pub enum Error {
     Journal(#[from] JournalError),
     #[error("no run to resume: there is no journal in {}", .0.display())]
     NothingToResume(PathBuf),
+    #[error(
+        "{hosts} host(s) at once need about {needed} open files, but this shell allows {limit} \
+         (ulimit -n): raise it (ulimit -n {needed}), or work on fewer hosts at once with --forks"
+    )]
+    OpenFiles {
+        hosts: usize,
+        needed: u64,
+        limit: u64,
+    },
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -62,7 +71,8 @@ impl Error {
             | Error::LimitMatchesNothing(_)
             | Error::Render(_)
             | Error::Journal(_)
-            | Error::NothingToResume(_) => exit::USAGE,
+            | Error::NothingToResume(_)
+            | Error::OpenFiles { .. } => exit::USAGE,
             Error::Output(_) => exit::INTERNAL,
         }
     }
