@@ -188,15 +188,20 @@ impl HostRun {
         gates: &[Gate],
         policy: &Policy,
     ) -> Result<(batch::Report, Option<usize>), StepError> {
-        let deferred: Vec<Item> = std::mem::take(&mut self.deferred)
+        // The host's first batch asks for the lock before anything else.
+        let check_lock = std::mem::take(&mut self.check_lock);
+        let lock =
+            check_lock.then(|| remote::lock::refresh(&policy.run_id, policy.command_timeout));
+        let before: Vec<Item> = lock
             .into_iter()
+            .chain(std::mem::take(&mut self.deferred))
             .map(|script| Item {
                 script,
                 reads_stdin: false,
             })
             .collect();
-        let first = deferred.len();
-        let items: Vec<Item> = deferred
+        let first = before.len();
+        let items: Vec<Item> = before
             .into_iter()
             .chain(todo.iter().map(|r| r.item.clone()))
             .collect();
@@ -218,6 +223,21 @@ impl HostRun {
                 return Err(e);
             }
         };
+        for (k, outcome) in report.outcomes[..first].iter().enumerate() {
+            match outcome {
+                Some(o) if check_lock && k == 0 => super::revert::refreshed(session, &o.stdout)?,
+                Some(o) if o.code != 0 => {
+                    return Err(StepError::Failed(batch::tail(o)).context(&items[k].script.what));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(StepError::TimedOut {
+                        what: items[k].script.what.clone(),
+                        after: items[k].script.deadline,
+                    });
+                }
+            }
+        }
         let mine = &report.outcomes[first..];
         for (k, (ready, outcome)) in todo.iter().zip(mine).enumerate() {
             let Some(outcome) = outcome else {

@@ -21,7 +21,7 @@ use crate::report::{Event, HostReport, Reporter, Status, StepResult};
 use crate::shutdown::Shutdown;
 use crate::step::Undo;
 use crate::steps::{Gate, Plan, Restart, StepName, StepPlan};
-use crate::transport::{Connector, Stdin};
+use crate::transport::Connector;
 
 /// Why a step did not run when the operator stopped the run.
 pub const INTERRUPTED: &str = "not run: the rollout was interrupted";
@@ -106,6 +106,9 @@ pub struct HostRun {
     /// Bookkeeping for the host's next round trip (a pending restart's
     /// marker to clear once its gate passed).
     pub(super) deferred: Vec<crate::remote::Script>,
+    /// The next round trip asks the agent, first, whether this run still
+    /// holds its lock.
+    pub(super) check_lock: bool,
 }
 
 impl HostRun {
@@ -136,6 +139,7 @@ impl HostRun {
             restarts: [0; 5],
             target_run: None,
             deferred: Vec::new(),
+            check_lock: false,
         }
     }
 
@@ -154,6 +158,7 @@ impl HostRun {
             restarts: [0; 5],
             target_run: None,
             deferred: Vec::new(),
+            check_lock: false,
         }
     }
 
@@ -354,35 +359,25 @@ impl HostRun {
             return;
         };
         // The heartbeat notices a lost lock within a beat; a host whose
-        // turn comes asks the agent itself before touching anything.
-        if let Err(e) = self.still_ours(session, policy).await {
+        // turn comes also asks the agent itself, in its first round trip,
+        // before anything else. A connection that dropped while the host
+        // waited for its batch is made again first.
+        if let Err(e) = session.reconnect().await {
             self.state = HostState::Failed;
             self.finish(first, e.status(), e.to_string(), Some(reporter));
-            self.skip_rest(
-                "not run: this run no longer holds the agent's lock",
-                Some(reporter),
-            );
+            self.skip_rest("not run: the agent cannot be reached", Some(reporter));
             return;
         }
+        self.check_lock = true;
         if policy.mode == Mode::Rollback {
             todo.reverse();
             if let Some(run) = self.target_run.clone() {
-                let s = remote::history::set_state(
+                self.deferred.push(remote::history::set_state(
                     &policy.layout,
                     &run,
                     crate::history::RunState::RollingBack,
                     policy.command_timeout,
-                );
-                if let Err(e) = session.run(&s, Stdin::Empty).await {
-                    let i = todo[0];
-                    self.state = HostState::Failed;
-                    self.finish(i, e.status(), e.to_string(), Some(reporter));
-                    self.skip_rest(
-                        &format!("not run: {} failed", StepName::ALL[i]),
-                        Some(reporter),
-                    );
-                    return;
-                }
+                ));
             }
         }
         let mut gates: Vec<(usize, Gate)> = Vec::new();

@@ -14,6 +14,26 @@ use crate::report::{Event, Reporter, Status};
 use crate::step::{StepName, Undo};
 use crate::transport::{Connector, Stdin};
 
+/// Reads what a lock refresh printed: Ok while this run holds the lock;
+/// otherwise the run stops touching the host, and says why.
+pub(super) fn refreshed<C: Connector>(
+    session: &HostSession<C>,
+    stdout: &[u8],
+) -> Result<(), StepError> {
+    let lost = |why: String| {
+        session.lose_lock(why.clone());
+        Err(StepError::LockLost(why))
+    };
+    match lock::parse(&String::from_utf8_lossy(stdout)) {
+        Ok(LockState::Acquired) => Ok(()),
+        Ok(LockState::Held(h) | LockState::StaleReplaced(h)) => {
+            lost(format!("another run took this agent's lock ({h})"))
+        }
+        Ok(LockState::Free) => lost("this agent's lock was removed by someone else".into()),
+        Err(e) => Err(StepError::Failed(e.to_string())),
+    }
+}
+
 impl HostRun {
     /// Takes back change `seq` of `run`; true if there was something to
     /// take back. A dropped connection is made again once.
@@ -67,20 +87,7 @@ impl HostRun {
         session.reconnect().await?;
         let script = remote::lock::refresh(&policy.run_id, policy.command_timeout);
         let out = session.run_raw(&script, Stdin::Empty).await?;
-        match lock::parse(&String::from_utf8_lossy(&out.stdout)) {
-            Ok(LockState::Acquired) => Ok(()),
-            Ok(LockState::Held(h) | LockState::StaleReplaced(h)) => {
-                let why = format!("another run took this agent's lock ({h})");
-                session.lose_lock(why.clone());
-                Err(StepError::LockLost(why))
-            }
-            Ok(LockState::Free) => {
-                let why = "this agent's lock was removed by someone else".to_string();
-                session.lose_lock(why.clone());
-                Err(StepError::LockLost(why))
-            }
-            Err(e) => Err(StepError::Failed(e.to_string())),
-        }
+        refreshed(session, &out.stdout)
     }
 
     /// Takes back one step: whether it had changed anything, and what

@@ -75,17 +75,24 @@ async fn docker_change() -> (Arc<Scripted>, HostSession<ScriptedConnector>, Host
     (script, session, run)
 }
 
-/// What a step's batch prints when its items end with these exit codes
-/// and stderr, in order (the items after a failure print nothing).
-fn batch_reply(items: &[(u32, &str)]) -> String {
-    let mut out = String::new();
+/// What a host's first batch prints when, after the lock's refresh
+/// answers `lock`, its items end with these exit codes and stderr, in
+/// order (the items after a failure print nothing).
+fn batch_reply_after(lock: (u32, &str), items: &[(u32, &str)]) -> String {
+    let mut out = format!("act0 {} {}\n{}\nerr0 0 0\n\n", lock.0, lock.1.len(), lock.1);
     for (k, (code, err)) in items.iter().enumerate() {
+        let k = k + 1;
         out.push_str(&format!(
             "act{k} {code} 0\n\nerr{k} 0 {}\n{err}\n",
             err.len()
         ));
     }
     out
+}
+
+/// The same, the lock still this run's.
+fn batch_reply(items: &[(u32, &str)]) -> String {
+    batch_reply_after((0, "lock acquired"), items)
 }
 
 fn sent(script: &Scripted, needle: &str) -> usize {
@@ -136,10 +143,10 @@ async fn a_step_whose_agent_stops_answering_ends_at_the_batch_deadline() {
         "{}",
         docker.message
     );
-    // The install's, the restart's and two gate checks' deadlines, plus
-    // slack; then the revert, whose gate passes at once.
+    // The lock's, the install's, the restart's and two gate checks'
+    // deadlines, plus slack; then the revert, whose gate passes at once.
     assert!(
-        started.elapsed() < Duration::from_secs(200),
+        started.elapsed() < Duration::from_secs(250),
         "{:?}",
         started.elapsed()
     );
@@ -148,7 +155,7 @@ async fn a_step_whose_agent_stops_answering_ends_at_the_batch_deadline() {
 #[tokio::test(start_paused = true)]
 async fn a_file_dockerd_refuses_is_not_reverted_and_restarts_nothing() {
     let (script, session, mut run) = docker_change().await;
-    script.on(
+    script.once(
         "target=/etc/docker/daemon.json",
         Reply::Exit(
             0,
@@ -174,17 +181,32 @@ async fn a_file_dockerd_refuses_is_not_reverted_and_restarts_nothing() {
 #[tokio::test(start_paused = true)]
 async fn a_host_whose_lock_changed_hands_is_left_alone() {
     let (script, session, mut run) = docker_change().await;
+    // The lock's refresh comes first in the host's first batch, and stops
+    // it before anything else runs.
     script.once(
-        "refreshed",
-        Reply::Exit(75, "lock held {\"owner\":\"other-run\"}\n".into()),
+        "systemctl restart -- docker",
+        Reply::Exit(
+            0,
+            batch_reply_after((75, "lock held {\"owner\":\"other-run\"}"), &[]),
+        ),
     );
     run.roll(&session, &policy(), &Quiet).await;
 
     let first = run.results[1].as_ref().unwrap();
     assert_eq!(first.status, Status::Failed);
     assert!(first.message.contains("other-run"), "{}", first.message);
-    assert_eq!(sent(&script, "target=/etc/docker/daemon.json"), 0);
-    assert_eq!(sent(&script, "systemctl restart"), 0);
+    assert_eq!(first.restarts, 0);
+    assert_eq!(
+        sent(&script, "undo nothing"),
+        0,
+        "nothing is taken back either"
+    );
+    assert_eq!(
+        sent(&script, "systemctl restart"),
+        1,
+        "only the batch that stopped"
+    );
+    assert!(session.touchable().is_err());
 }
 
 #[tokio::test(start_paused = true)]
@@ -224,7 +246,7 @@ fn docker_batch_healthy() -> String {
 #[tokio::test(start_paused = true)]
 async fn a_step_costs_one_round_trip_when_its_service_comes_back_at_once() {
     let (script, session, mut run) = docker_change().await;
-    script.on(
+    script.once(
         "systemctl restart -- docker",
         Reply::Exit(0, docker_batch_healthy()),
     );
@@ -236,10 +258,10 @@ async fn a_step_costs_one_round_trip_when_its_service_comes_back_at_once() {
     assert_eq!(docker.status, Status::Changed, "{}", docker.message);
     assert_eq!(docker.restarts, 1);
     let sent = script.commands.lock().unwrap().clone();
-    // Asking for the lock, the step, and the history's commit (with the
-    // pending restart's marker cleared).
-    assert_eq!(sent.len(), 3, "{sent:#?}");
-    assert!(sent[2].contains("pending/docker") && sent[2].contains("applied"));
+    // The lock's refresh with the step, then the history's commit with the
+    // pending restart's marker cleared.
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert!(sent[1].contains("pending/docker") && sent[1].contains("applied"));
 }
 
 /// What the probe prints for an agent that already runs `want`, after the
