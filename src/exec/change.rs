@@ -36,6 +36,7 @@ impl HostRun {
             } => {
                 let script =
                     remote::files::stage(&policy.layout, sha256, policy.upload_deadline(*size));
+                let _slot = policy.uploads.acquire().await;
                 session
                     .run(&script, Stdin::File(local))
                     .await

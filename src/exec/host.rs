@@ -42,7 +42,14 @@ pub struct Policy {
     pub layout: Layout,
     /// The history run an apply records its changes under.
     pub run_id: String,
+    /// Uploads under way at once, whatever `--forks` says: each holds up
+    /// to a channel window of bytes in flight, and a few streams already
+    /// fill the controller's link.
+    pub uploads: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// See [`Policy::uploads`].
+pub const UPLOADS_AT_ONCE: usize = 4;
 
 impl Policy {
     /// An upload's deadline: the usual one plus a second per MiB, which no

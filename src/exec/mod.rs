@@ -159,6 +159,7 @@ pub async fn run<C: Connector>(
         stop: opts.shutdown.clone(),
         layout: opts.layout.clone(),
         run_id: opts.lock.owner.id.clone(),
+        uploads: Arc::new(tokio::sync::Semaphore::new(host::UPLOADS_AT_ONCE)),
     };
     let record = record::Record::shared(opts.journal.take(), reporter.clone());
     let fleet = Arc::new(Fleet::new(selected));

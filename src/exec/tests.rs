@@ -33,6 +33,7 @@ fn policy() -> Policy {
         stop: Shutdown::manual().0,
         layout: Layout::default(),
         run_id: "run-1".into(),
+        uploads: Arc::new(tokio::sync::Semaphore::new(1)),
     }
 }
 
