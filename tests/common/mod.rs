@@ -4,19 +4,20 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+#[path = "../harness/mod.rs"]
+mod harness;
+
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use serde_json::{Value, json};
 
-pub struct Agent {
-    pub name: &'static str,
-    pub container: &'static str,
-    pub port: u16,
-    pub user: &'static str,
-    pub public: bool,
-}
+// Each test binary uses its own part of these.
+#[allow(unused_imports)]
+pub use harness::{
+    Agent, Cluster, Run, finish, repo, run_binary, sh_in as exec_in, spawn_binary, wait_until,
+};
 
 /// The four agents of docker-compose.test.yml, in inventory order.
 pub const AGENTS: [Agent; 4] = [
@@ -50,6 +51,13 @@ pub const AGENTS: [Agent; 4] = [
     },
 ];
 
+const WORLD: harness::World = harness::World {
+    agents: &AGENTS,
+    up: "testenv/up.sh",
+    reset: "fake-agent-reset",
+    state: "testenv/.state",
+};
+
 pub const ETCD_CONTAINER: &str = "calico-rollout-test-etcd";
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const CNI_CONFIG: &str = "/opt/mesosphere/etc/dcos/network/cni/calico.cni";
@@ -59,18 +67,8 @@ pub fn agent(name: &str) -> &'static Agent {
     AGENTS.iter().find(|a| a.name == name).expect("known agent")
 }
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn state_dir() -> PathBuf {
-    repo().join("testenv/.state")
-}
-
-/// Exclusive use of the cluster, with every agent freshly reset.
-pub struct Cluster {
-    _lock: MutexGuard<'static, ()>,
-    pub dir: tempfile::TempDir,
+pub fn state_dir() -> std::path::PathBuf {
+    WORLD.state_dir()
 }
 
 /// Takes the cluster for one test: brings it up the first time (quick when
@@ -78,58 +76,16 @@ pub struct Cluster {
 pub fn cluster() -> Cluster {
     static LOCK: Mutex<()> = Mutex::new(());
     static UP: OnceLock<()> = OnceLock::new();
-    let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    UP.get_or_init(|| {
-        let status = Command::new(repo().join("testenv/up.sh"))
-            .status()
-            .expect("run testenv/up.sh");
-        assert!(
-            status.success(),
-            "testenv/up.sh failed: the fake cluster is not up"
-        );
-    });
-    std::thread::scope(|s| {
-        for a in &AGENTS {
-            s.spawn(move || exec(a.name, "fake-agent-reset"));
-        }
-    });
-    Cluster {
-        _lock: lock,
-        dir: tempfile::tempdir().expect("temp dir"),
-    }
+    WORLD.take(&LOCK, &UP)
 }
 
 impl Cluster {
     /// The demo inventory's content with absolute paths, as a JSON value
     /// (JSON is YAML) that a test can edit before writing it.
     pub fn inventory(&self) -> Value {
-        let state = state_dir();
-        let bin = repo().join("inventories/bin");
-        let agents: Vec<Value> = AGENTS
-            .iter()
-            .map(|a| {
-                let mut v =
-                    json!({"name": a.name, "address": "127.0.0.1", "port": a.port, "user": a.user});
-                if a.public {
-                    v["role"] = json!("public");
-                }
-                v
-            })
-            .collect();
-        json!({
-            "ssh": {
-                "identity_file": state.join("id_ed25519"),
-                "known_hosts": state.join("known_hosts"),
-                "host_key_checking": "strict",
-                "become": true,
-                "connect_timeout": "10s",
-            },
-            "etcd": {"endpoints": ["http://etcd:2379"], "proxy": true},
-            "cni": {"binaries": {"calico": bin.join("calico"), "calico-ipam": bin.join("calico-ipam")}},
-            "node": {"image": "calico/node:v2.6.12", "env": {"CALICO_NETWORKING_BACKEND": "bird"}},
-            "rollout": {"batch": 2, "canary": 0, "max_failures": 0, "health_timeout": "20s", "min_healthy": "2s"},
-            "agents": agents,
-        })
+        let mut inv = WORLD.inventory();
+        inv["rollout"] = json!({"batch": 2, "canary": 0, "max_failures": 0, "health_timeout": "20s", "min_healthy": "2s"});
+        inv
     }
 
     /// Writes an operator template into a `templates/` folder and points
@@ -140,151 +96,16 @@ impl Cluster {
         std::fs::write(dir.join(name), text).unwrap();
         inv["templates"] = json!(dir);
     }
-
-    pub fn write_inventory(&self, inv: &Value) -> PathBuf {
-        let path = self.dir.path().join("cluster.yaml");
-        std::fs::write(&path, serde_json::to_string_pretty(inv).unwrap()).unwrap();
-        path
-    }
-
-    /// Runs calico-rollout with `--json` on the given inventory.
-    pub fn run(&self, command: &str, inv: &Value, extra: &[&str]) -> Run {
-        let path = self.write_inventory(inv);
-        run_binary(command, &path, extra)
-    }
-}
-
-/// Starts calico-rollout in the background (for signals and races).
-pub fn spawn_binary(command: &str, inventory: &Path, extra: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_calico-rollout"))
-        .arg(command)
-        .arg("-i")
-        .arg(inventory)
-        .arg("--json")
-        .args(extra)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start calico-rollout")
-}
-
-/// Waits for a run to end and collects its exit code and output. The
-/// output is printed too: a failing test shows the operator's view.
-pub fn finish(child: std::process::Child, what: &str) -> Run {
-    let out = child.wait_with_output().expect("wait for calico-rollout");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!("--- {what} (exit {})\n{}", run.code, run.stderr);
-    run
-}
-
-/// Polls `ready` until it holds; panics with `what` after `secs` seconds.
-pub fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !ready() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-pub fn run_binary(command: &str, inventory: &Path, extra: &[&str]) -> Run {
-    finish(
-        spawn_binary(command, inventory, extra),
-        &format!("calico-rollout {command}"),
-    )
-}
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", self.stdout))
-    }
-
-    /// The status of one host's step, e.g. `status("agent-1", "docker")`.
-    pub fn status(&self, host: &str, step: &str) -> String {
-        self.cell(host, step)["status"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    pub fn message(&self, host: &str, step: &str) -> String {
-        self.cell(host, step)["message"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn cell(&self, host: &str, step: &str) -> Value {
-        let report = self.json();
-        let h = report
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["host"] == host)
-            .unwrap_or_else(|| panic!("{host} not in report"))
-            .clone();
-        h["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["step"] == step)
-            .unwrap_or_else(|| panic!("{host} has no step {step}"))
-            .clone()
-    }
-
-    /// Every (host, step, status) cell of the report.
-    pub fn cells(&self) -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
-        for h in self.json().as_array().unwrap() {
-            for s in h["steps"].as_array().unwrap() {
-                out.push((
-                    h["host"].as_str().unwrap().to_string(),
-                    s["step"].as_str().unwrap().to_string(),
-                    s["status"].as_str().unwrap().to_string(),
-                ));
-            }
-        }
-        out
-    }
-}
-
-/// Runs a shell command inside a container; panics with its output on failure.
-pub fn exec_in(container: &str, script: &str) -> String {
-    let out = Command::new("docker")
-        .args(["exec", container, "sh", "-c", script])
-        .output()
-        .expect("docker exec");
-    assert!(
-        out.status.success(),
-        "in {container}: `{script}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn exec(agent_name: &str, script: &str) -> String {
-    exec_in(agent(agent_name).container, script)
+    harness::sh_in(agent(agent_name).container, script)
 }
 
 /// Asks the agent's Mesos for its health where it listens, as DC/OS says
 /// (`detect_ip`); panics if it does not answer 200.
 pub fn mesos_healthy(agent_name: &str) {
-    let port = if agent(agent_name).public { 5052 } else { 5051 };
+    let port = agent(agent_name).mesos_port();
     exec(
         agent_name,
         &format!("curl -fsS -o /dev/null http://$(/opt/mesosphere/bin/detect_ip):{port}/health"),
@@ -293,11 +114,7 @@ pub fn mesos_healthy(agent_name: &str) {
 
 /// A file's bytes on an agent, or `None` when it does not exist.
 pub fn read(agent_name: &str, path: &str) -> Option<Vec<u8>> {
-    let out = Command::new("docker")
-        .args(["exec", agent(agent_name).container, "cat", "--", path])
-        .output()
-        .expect("docker exec");
-    out.status.success().then_some(out.stdout)
+    harness::read_in(agent(agent_name).container, path)
 }
 
 pub fn seed(name: &str) -> Vec<u8> {
@@ -329,30 +146,13 @@ pub fn restart_log(agent_name: &str) -> Vec<Restart> {
 
 /// The `docker inspect` view of a container on an agent, if it exists.
 pub fn container(agent_name: &str, name: &str) -> Option<Value> {
-    let out = Command::new("docker")
-        .args([
-            "exec",
-            agent(agent_name).container,
-            "docker",
-            "inspect",
-            "--",
-            name,
-        ])
-        .output()
-        .expect("docker exec");
-    let list: Value = serde_json::from_slice(&out.stdout).ok()?;
-    list.as_array()?.first().cloned()
+    harness::container_in(agent(agent_name).container, name)
 }
 
 /// The containers calico-rollout retired on an agent in place of `name`
 /// (`<name>-previous-<run>`), as `docker inspect` shows them.
 pub fn retired(agent_name: &str, name: &str) -> Vec<Value> {
-    let names = exec(agent_name, "docker ps -a --format '{{.Names}}'");
-    names
-        .lines()
-        .filter(|n| n.starts_with(&format!("{name}-previous-")))
-        .filter_map(|n| container(agent_name, n))
-        .collect()
+    harness::retired_in(agent(agent_name).container, name)
 }
 
 pub fn sha256_local(path: &Path) -> String {

@@ -7,35 +7,19 @@
 
 #![allow(dead_code)]
 
+#[path = "../harness/mod.rs"]
+mod harness;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub struct Agent {
-    pub name: &'static str,
-    pub container: &'static str,
-    pub port: u16,
-    pub user: &'static str,
-    pub public: bool,
-}
-
-impl Agent {
-    pub fn mesos_unit(&self) -> &'static str {
-        if self.public {
-            "dcos-mesos-slave-public"
-        } else {
-            "dcos-mesos-slave"
-        }
-    }
-
-    pub fn mesos_port(&self) -> u16 {
-        if self.public { 5052 } else { 5051 }
-    }
-}
+// Each test binary uses its own part of these.
+#[allow(unused_imports)]
+pub use harness::{Agent, Cluster, Run, docker_exec, repo, sh_in, wait_until};
 
 /// The agents of docker-compose.real.yml, in inventory order: one private
 /// agent logged into as root, one public agent as `core` with `sudo -n`.
@@ -69,18 +53,15 @@ pub fn agent(name: &str) -> &'static Agent {
     AGENTS.iter().find(|a| a.name == name).expect("known agent")
 }
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+const WORLD: harness::World = harness::World {
+    agents: &AGENTS,
+    up: "testenv/real/up.sh",
+    reset: "real-agent-reset",
+    state: "testenv/.state/real",
+};
 
 pub fn state_dir() -> PathBuf {
-    repo().join("testenv/.state/real")
-}
-
-/// Exclusive use of the real agents, both freshly reset.
-pub struct Cluster {
-    _lock: MutexGuard<'static, ()>,
-    pub dir: tempfile::TempDir,
+    WORLD.state_dir()
 }
 
 /// Takes the real agents for one test: brings them up the first time
@@ -88,25 +69,7 @@ pub struct Cluster {
 pub fn cluster() -> Cluster {
     static LOCK: Mutex<()> = Mutex::new(());
     static UP: OnceLock<()> = OnceLock::new();
-    let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    UP.get_or_init(|| {
-        let status = Command::new(repo().join("testenv/real/up.sh"))
-            .status()
-            .expect("run testenv/real/up.sh");
-        assert!(
-            status.success(),
-            "testenv/real/up.sh failed: the real agents are not up"
-        );
-    });
-    std::thread::scope(|s| {
-        for a in &AGENTS {
-            s.spawn(move || sh(a.name, "real-agent-reset"));
-        }
-    });
-    Cluster {
-        _lock: lock,
-        dir: tempfile::tempdir().expect("temp dir"),
-    }
+    WORLD.take(&LOCK, &UP)
 }
 
 impl Cluster {
@@ -115,40 +78,16 @@ impl Cluster {
     /// testenv/real/templates (no --privileged) and restarts one agent at a
     /// time.
     pub fn inventory(&self) -> Value {
-        let state = state_dir();
-        let bin = repo().join("inventories/bin");
-        let agents: Vec<Value> = AGENTS
-            .iter()
-            .map(|a| {
-                let mut v =
-                    json!({"name": a.name, "address": "127.0.0.1", "port": a.port, "user": a.user});
-                if a.public {
-                    v["role"] = json!("public");
-                }
-                v
-            })
-            .collect();
-        json!({
-            "ssh": {
-                "identity_file": state.join("id_ed25519"),
-                "known_hosts": state.join("known_hosts"),
-                "host_key_checking": "strict",
-                "become": true,
-                "connect_timeout": "10s",
-            },
-            "etcd": {"endpoints": ["http://etcd:2379"], "proxy": true},
-            "cni": {"binaries": {"calico": bin.join("calico"), "calico-ipam": bin.join("calico-ipam")}},
-            "node": {"image": "calico/node:v2.6.12", "env": {"CALICO_NETWORKING_BACKEND": "bird"}},
-            "rollout": {
-                "batch": 1,
-                "canary": 0,
-                "max_failures": 0,
-                "health_timeout": "30s",
-                "min_healthy": format!("{}s", MIN_HEALTHY.as_secs()),
-            },
-            "templates": self.templates_dir(),
-            "agents": agents,
-        })
+        let mut inv = WORLD.inventory();
+        inv["rollout"] = json!({
+            "batch": 1,
+            "canary": 0,
+            "max_failures": 0,
+            "health_timeout": "30s",
+            "min_healthy": format!("{}s", MIN_HEALTHY.as_secs()),
+        });
+        inv["templates"] = json!(self.templates_dir());
+        inv
     }
 
     /// This test's templates folder: a copy of testenv/real/templates.
@@ -168,123 +107,6 @@ impl Cluster {
     pub fn template(&self, name: &str, text: &str) {
         std::fs::write(self.templates_dir().join(name), text).unwrap();
     }
-
-    /// Runs calico-rollout with `--json` on the given inventory. Its
-    /// progress and table are printed: a failing test shows the operator's view.
-    pub fn run(&self, command: &str, inv: &Value, extra: &[&str]) -> Run {
-        let path = self.dir.path().join("cluster.yaml");
-        std::fs::write(&path, serde_json::to_string_pretty(inv).unwrap()).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_calico-rollout"))
-            .arg(command)
-            .arg("-i")
-            .arg(&path)
-            .arg("--json")
-            .args(extra)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run calico-rollout");
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        eprintln!(
-            "--- calico-rollout {command} (exit {})\n{}",
-            run.code, run.stderr
-        );
-        run
-    }
-}
-
-/// One run's exit code and output (as in tests/common).
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", self.stdout))
-    }
-
-    /// The status of one host's step, e.g. `status("real-1", "docker")`.
-    pub fn status(&self, host: &str, step: &str) -> String {
-        self.cell(host, step)["status"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    pub fn message(&self, host: &str, step: &str) -> String {
-        self.cell(host, step)["message"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn cell(&self, host: &str, step: &str) -> Value {
-        let report = self.json();
-        let h = report
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["host"] == host)
-            .unwrap_or_else(|| panic!("{host} not in report"))
-            .clone();
-        h["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["step"] == step)
-            .unwrap_or_else(|| panic!("{host} has no step {step}"))
-            .clone()
-    }
-
-    /// Every (host, step, status) cell of the report.
-    pub fn cells(&self) -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
-        for h in self.json().as_array().unwrap() {
-            for s in h["steps"].as_array().unwrap() {
-                out.push((
-                    h["host"].as_str().unwrap().to_string(),
-                    s["step"].as_str().unwrap().to_string(),
-                    s["status"].as_str().unwrap().to_string(),
-                ));
-            }
-        }
-        out
-    }
-}
-
-/// Polls `ready` until it holds; panics with `what` after `secs` seconds.
-pub fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn docker_exec(container: &str, script: &str) -> Output {
-    Command::new("docker")
-        .args(["exec", container, "sh", "-c", script])
-        .output()
-        .expect("docker exec")
-}
-
-/// Runs a shell command as root inside a container; panics with its output
-/// when it fails.
-pub fn sh_in(container: &str, script: &str) -> String {
-    let out = docker_exec(container, script);
-    assert!(
-        out.status.success(),
-        "in {container}: `{script}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn sh(agent_name: &str, script: &str) -> String {
@@ -300,11 +122,7 @@ pub fn succeeds(agent_name: &str, script: &str) -> bool {
 
 /// A file's bytes on an agent, or `None` when it does not exist.
 pub fn read(agent_name: &str, path: &str) -> Option<Vec<u8>> {
-    let out = Command::new("docker")
-        .args(["exec", agent(agent_name).container, "cat", "--", path])
-        .output()
-        .expect("docker exec");
-    out.status.success().then_some(out.stdout)
+    harness::read_in(agent(agent_name).container, path)
 }
 
 /// systemd's own view of a unit: `systemctl show -p ...`.
@@ -389,31 +207,13 @@ pub fn cluster_store(agent_name: &str) -> String {
 
 /// The `docker inspect` view of a container in the agent's dockerd.
 pub fn container(agent_name: &str, name: &str) -> Option<Value> {
-    let out = Command::new("docker")
-        .args([
-            "exec",
-            agent(agent_name).container,
-            "docker",
-            "inspect",
-            "--type",
-            "container",
-            "--",
-            name,
-        ])
-        .output()
-        .expect("docker exec");
-    let list: Value = serde_json::from_slice(&out.stdout).ok()?;
-    list.as_array()?.first().cloned()
+    harness::container_in(agent(agent_name).container, name)
 }
 
 /// The retired copies of a container (`<name>-previous-<run id>`), as
 /// `docker inspect` shows them.
 pub fn retired(agent_name: &str, name: &str) -> Vec<Value> {
-    calico_containers(agent_name)
-        .into_iter()
-        .filter(|n| n.starts_with(&format!("{name}-previous-")))
-        .filter_map(|n| container(agent_name, &n))
-        .collect()
+    harness::retired_in(agent(agent_name).container, name)
 }
 
 /// The id of an image in the agent's dockerd.
