@@ -13,41 +13,16 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
 TIMEOUT=${CALICO_TEST_UP_TIMEOUT:-120}
 
-log() { printf '[up] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-command -v docker-compose >/dev/null || die "docker-compose not found"
-if ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
-    log "installing the OpenSSH client (apt-get)"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >&2
-fi
-
+LOG_PREFIX=up
+# shellcheck source=common.sh
+. "$HERE/common.sh"
+need_tools
 "$HERE/build-images.sh"
-
-mkdir -p "$STATE"
-exec 9>"$STATE/.up.lock"
-flock 9  # one up.sh per instance at a time
-chmod 0700 "$STATE"
-KEY="$STATE/id_ed25519"
-if [ ! -f "$KEY" ]; then
-    log "generating client key $KEY"
-    ssh-keygen -q -t ed25519 -N '' -C calico-rollout-test -f "$KEY"
-fi
-chmod 0600 "$KEY"
+client_key calico-rollout-test
 CALICO_TEST_AUTHORIZED_KEYS="$(cat "$KEY.pub")"
 export CALICO_TEST_AUTHORIZED_KEYS
 
-log "docker-compose up -d ($PROJECT)"
-"${COMPOSE[@]}" up -d --remove-orphans >"$STATE/compose-up.log" 2>&1 || {
-    cat "$STATE/compose-up.log" >&2
-    die "docker-compose up failed"
-}
-
-ssh_ok() { # port user
-    ssh -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-        -o LogLevel=ERROR -o ConnectTimeout=3 -p "$1" "$2@127.0.0.1" true </dev/null >/dev/null 2>&1
-}
+compose_up "$PROJECT"
 
 deadline=$((SECONDS + TIMEOUT))
 pending=("${AGENTS[@]}")
@@ -75,17 +50,13 @@ while :; do
     fi
     sleep 0.5
 done
-ssh -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
-    -p "$CALICO_TEST_PORT_AGENT_2" core@127.0.0.1 'sudo -n true' </dev/null || die "agent-2: core cannot sudo -n"
+ssh_ok "$CALICO_TEST_PORT_AGENT_2" core 'sudo -n true' || die "agent-2: core cannot sudo -n"
 
-# Host keys through a trusted channel (docker exec), not trust-on-first-use.
 tmp="$STATE/known_hosts.tmp"
 : >"$tmp"
 for a in "${AGENTS[@]}"; do
     read -r svc container port <<<"$a"
-    hostkey="$(docker exec "$container" cat /etc/ssh/ssh_host_ed25519_key.pub | awk '{print $1, $2}')"
-    [ -n "$hostkey" ] || die "$svc: no ed25519 host key"
-    printf '[127.0.0.1]:%s %s\n' "$port" "$hostkey" >>"$tmp"
+    host_key_line "$container" "$port" >>"$tmp" || die "$svc: no ed25519 host key"
 done
 mv "$tmp" "$STATE/known_hosts"
 

@@ -16,27 +16,15 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
 TIMEOUT=${BENCH_UP_TIMEOUT:-180}
 
-log() { printf '[bench-up] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-command -v docker-compose >/dev/null || die "docker-compose not found"
-if ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
-    log "installing the OpenSSH client (apt-get)"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >&2
-fi
+LOG_PREFIX=bench-up
+# shellcheck source=../common.sh
+. "$REPO_ROOT/testenv/common.sh"
+need_tools
 if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     log "$IMAGE missing: building it"
     "$REPO_ROOT/testenv/build-images.sh"
 fi
-
-mkdir -p "$STATE"
-chmod 0700 "$STATE"
-exec 9>"$STATE/.up.lock"
-flock 9
-KEY="$STATE/id_ed25519"
-[ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C calico-rollout-bench -f "$KEY"
-chmod 0600 "$KEY"
+client_key calico-rollout-bench
 
 # No healthchecks: 50 of them every 2 s would load the machine during the
 # measurements. Readiness is checked below, over ssh. sshd logs at VERBOSE,
@@ -74,21 +62,14 @@ EOF
 } >"$COMPOSE_FILE.tmp"
 mv "$COMPOSE_FILE.tmp" "$COMPOSE_FILE"
 
-log "docker-compose up -d ($PROJECT, $N agents)"
-"${COMPOSE[@]}" up -d --remove-orphans >"$STATE/compose-up.log" 2>&1 || {
-    tail -30 "$STATE/compose-up.log" >&2
-    die "docker-compose up failed (log: $STATE/compose-up.log)"
-}
+compose_up "$PROJECT, $N agents"
 
-ssh_ok() { # port
-    ssh -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-        -o LogLevel=ERROR -o ConnectTimeout=3 -p "$1" root@127.0.0.1 \
-        'test -e /run/fake-agent-booted' </dev/null >/dev/null 2>&1
-}
 deadline=$((SECONDS + TIMEOUT))
 pending=$(seq "$N")
 while :; do
-    for i in $pending; do ssh_ok "$(agent_port "$i")" && touch "$STATE/.ok.$i" & done
+    for i in $pending; do
+        ssh_ok "$(agent_port "$i")" root 'test -e /run/fake-agent-booted' && touch "$STATE/.ok.$i" &
+    done
     wait
     still=""
     for i in $pending; do [ -e "$STATE/.ok.$i" ] || still="$still $i"; done
@@ -106,14 +87,14 @@ done
 # Host keys through a trusted channel (docker exec), not trust-on-first-use.
 tmp=$(mktemp -d "$STATE/.keys.XXXXXX")
 for i in $(seq "$N"); do
-    docker exec "$(agent_container "$i")" cat /etc/ssh/ssh_host_ed25519_key.pub >"$tmp/$i" &
+    host_key_line "$(agent_container "$i")" "$(agent_port "$i")" >"$tmp/$i" &
 done
 wait
 : >"$STATE/known_hosts.tmp"
 : >"$STATE/agents.tsv.tmp"
 for i in $(seq "$N"); do
-    read -r alg key _ <"$tmp/$i" || die "$(agent_name "$i"): no ed25519 host key"
-    printf '[127.0.0.1]:%s %s %s\n' "$(agent_port "$i")" "$alg" "$key" >>"$STATE/known_hosts.tmp"
+    [ -s "$tmp/$i" ] || die "$(agent_name "$i"): no ed25519 host key"
+    cat "$tmp/$i" >>"$STATE/known_hosts.tmp"
     printf '%s\t%s\t%s\t%s\n' "$(agent_name "$i")" "$(agent_port "$i")" "$(agent_role "$i")" \
         "$(agent_container "$i")" >>"$STATE/agents.tsv.tmp"
 done

@@ -14,41 +14,16 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
 TIMEOUT=${CALICO_REAL_UP_TIMEOUT:-180}
 
-log() { printf '[real-up] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-command -v docker-compose >/dev/null || die "docker-compose not found"
-if ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
-    log "installing the OpenSSH client (apt-get)"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >&2
-fi
-
-"$HERE/build-image.sh"
-
-mkdir -p "$STATE"
-chmod 0700 "$STATE"
-exec 9>"$STATE/.up.lock"
-flock 9
-KEY="$STATE/id_ed25519"
-if [ ! -f "$KEY" ]; then
-    log "generating client key $KEY"
-    ssh-keygen -q -t ed25519 -N '' -C calico-rollout-real -f "$KEY"
-fi
-chmod 0600 "$KEY"
+LOG_PREFIX=real-up
+# shellcheck source=../common.sh
+. "$HERE/../common.sh"
+need_tools
+"$HERE/../build-images.sh" real
+client_key calico-rollout-real
 CALICO_REAL_AUTHORIZED_KEYS="$(cat "$KEY.pub")"
 export CALICO_REAL_AUTHORIZED_KEYS
 
-log "docker-compose up -d ($PROJECT)"
-"${COMPOSE[@]}" up -d --remove-orphans >"$STATE/compose-up.log" 2>&1 || {
-    cat "$STATE/compose-up.log" >&2
-    die "docker-compose up failed"
-}
-
-ssh_ok() { # port user
-    ssh -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-        -o LogLevel=ERROR -o ConnectTimeout=3 -p "$1" "$2@127.0.0.1" "${3:-true}" </dev/null >/dev/null 2>&1
-}
+compose_up "$PROJECT"
 
 deadline=$((SECONDS + TIMEOUT))
 for a in "${AGENTS[@]}"; do
@@ -78,14 +53,11 @@ for a in "${AGENTS[@]}"; do
     log "$name: booted (systemd running), ssh $user@127.0.0.1:$port OK, etcd reachable"
 done
 
-# Host keys through a trusted channel (docker exec), not trust-on-first-use.
 tmp="$STATE/known_hosts.tmp"
 : >"$tmp"
 for a in "${AGENTS[@]}"; do
     read -r name container port _ <<<"$a"
-    hostkey="$(docker exec "$container" cat /etc/ssh/ssh_host_ed25519_key.pub | awk '{print $1, $2}')"
-    [ -n "$hostkey" ] || die "$name: no ed25519 host key"
-    printf '[127.0.0.1]:%s %s\n' "$port" "$hostkey" >>"$tmp"
+    host_key_line "$container" "$port" >>"$tmp" || die "$name: no ed25519 host key"
 done
 mv "$tmp" "$STATE/known_hosts"
 

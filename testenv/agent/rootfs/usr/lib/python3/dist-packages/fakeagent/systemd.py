@@ -925,6 +925,19 @@ def warn_reload(name):
             "Run 'systemctl daemon-reload' to reload units." % name)
 
 
+def _drain_and_reap(r, pid):
+    """Everything a forked child writes to pipe end r, once it closes; then the child is reaped."""
+    data = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return data
+
+
 def spawn_supervisor(name):
     r, w = os.pipe()
     pid = os.fork()
@@ -947,15 +960,7 @@ def spawn_supervisor(name):
         finally:
             os._exit(0)
     os.close(w)
-    data = b""
-    while True:
-        chunk = os.read(r, 64)
-        if not chunk:
-            break
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return int(data or 0)
+    return int(_drain_and_reap(r, pid) or 0)
 
 
 def do_start(name, no_block=False):
@@ -1099,14 +1104,7 @@ def run_detached(fn):
         finally:
             os._exit(0)
     os.close(w)
-    data = b""
-    while True:
-        chunk = os.read(r, 4096)
-        if not chunk:
-            break
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
+    data = _drain_and_reap(r, pid)
     try:
         res = json.loads(data.decode() or "{}")
     except ValueError:
