@@ -134,19 +134,10 @@ impl HostRun {
             })
             .collect();
         HostRun {
-            index,
-            agent,
-            plans: Vec::new(),
             results,
             state: HostState::Failed,
-            resumed: false,
             cut_short: status == Status::Skipped,
-            applied: Vec::new(),
-            next_seq: 1,
-            restarts: [0; 5],
-            target_run: None,
-            deferred: Vec::new(),
-            check_lock: false,
+            ..HostRun::waiting(index, agent)
         }
     }
 
