@@ -352,42 +352,15 @@ async fn roll_out<C: Connector>(
         async move { stop.aborted().await }
     };
     let abort_halt = |during: &str| Some(Halt::Aborted(format!("stopped at once during {during}")));
-
-    let staging: Vec<usize> = (0..runs.len())
-        .filter(|&i| fleet.get(i).is_some() && !runs[i].failed() && runs[i].has_staging())
-        .collect();
-    if !staging.is_empty() {
-        reporter.event(Event::StageStarted {
-            hosts: staging.len(),
-        });
-        let ended = phase::run(
-            runs,
-            &staging,
-            opts.forks,
-            fleet,
-            aborted(),
-            Cut::Unknown,
-            |mut run, session| {
-                let (policy, reporter) = (policy.clone(), reporter.clone());
-                async move {
-                    let session = session.expect("a staged host is connected");
-                    run.stage(&session, &policy, reporter.as_ref()).await;
-                    run
-                }
-            },
-        )
-        .await;
-        record::save(record, runs, RunState::Running);
-        if ended == Ended::Cut {
-            return abort_halt("staging");
-        }
-    }
-    if opts.shutdown.requested() {
-        return Some(Halt::Interrupted("interrupted while staging".into()));
-    }
-    if let Some(why) = over_budget(runs, budget) {
-        return Some(Halt::Budget(format!("{why}; no batch was started")));
-    }
+    // Staging touches nothing a host runs on, so the first signal cuts it.
+    let stopping = || {
+        let mut stop = opts.shutdown.clone();
+        async move { stop.stopping().await }
+    };
+    let staging_cut = || match opts.shutdown.level() {
+        crate::shutdown::Stop::Abort => abort_halt("staging"),
+        _ => Some(Halt::Interrupted("interrupted while staging".into())),
+    };
 
     let work: Vec<(usize, Option<&str>)> = (0..runs.len())
         .filter(|&i| runs[i].has_batch_work())
@@ -399,6 +372,39 @@ async fn roll_out<C: Connector>(
         plan.canary = 0;
     }
     let batches = batches::split(&work, &plan, selected);
+
+    // Staging starts on every host at once, in batch order, and goes on in
+    // the background: a batch starts as soon as its own hosts are staged,
+    // while the hosts of later batches still upload and pull. Nothing a
+    // host runs on is touched before its own staging has succeeded.
+    let staging: Vec<usize> = batches
+        .iter()
+        .flat_map(|b| b.hosts.iter().copied())
+        .filter(|&i| fleet.get(i).is_some() && !runs[i].failed() && runs[i].has_staging())
+        .collect();
+    if !staging.is_empty() {
+        reporter.event(Event::StageStarted {
+            hosts: staging.len(),
+        });
+    }
+    let mut staged = {
+        let (policy, reporter) = (policy.clone(), reporter.clone());
+        phase::spawn(
+            runs,
+            &staging,
+            opts.forks,
+            fleet,
+            move |mut run, session| {
+                let (policy, reporter) = (policy.clone(), reporter.clone());
+                async move {
+                    let session = session.expect("a staged host is connected");
+                    run.stage(&session, &policy, reporter.as_ref()).await;
+                    run
+                }
+            },
+        )
+    };
+
     let total = batches.len();
     for (index, batch) in batches.iter().enumerate() {
         if opts.shutdown.requested() {
@@ -407,11 +413,36 @@ async fn roll_out<C: Connector>(
                 index + 1
             )));
         }
-        let names: Vec<String> = batch
+        if staged.join(runs, &batch.hosts, stopping()).await == Ended::Cut {
+            return staging_cut();
+        }
+        if let Some(why) = over_budget(runs, budget) {
+            if index == 0 {
+                // Nothing was touched anywhere: let every host's staging
+                // end, so the report names each host that cannot stage.
+                let rest = staged.outstanding();
+                if staged.join(runs, &rest, stopping()).await == Ended::Cut {
+                    return staging_cut();
+                }
+                let why = over_budget(runs, budget).unwrap_or(why);
+                record::save(record, runs, RunState::Running);
+                return Some(Halt::Budget(format!("{why}; no batch was started")));
+            }
+            return Some(Halt::Budget(format!(
+                "{why}; stopped before batch {} of {total}",
+                index + 1
+            )));
+        }
+        let hosts: Vec<usize> = batch
             .hosts
             .iter()
-            .map(|&i| runs[i].agent.name.clone())
+            .copied()
+            .filter(|&i| runs[i].has_batch_work())
             .collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = hosts.iter().map(|&i| runs[i].agent.name.clone()).collect();
         reporter.event(Event::BatchStarted {
             index: index + 1,
             total,
@@ -420,7 +451,7 @@ async fn roll_out<C: Connector>(
         });
         let ended = phase::run(
             runs,
-            &batch.hosts,
+            &hosts,
             opts.forks,
             fleet,
             aborted(),

@@ -2,12 +2,15 @@
 //! at once (each task holds its semaphore permit while it works), each
 //! host put back in its place afterwards, and cut off at once by an abort
 //! (the second Ctrl-C) or, where nothing has been touched yet, by the
-//! first.
+//! first. A phase runs to its end ([`run`]) or in the background while
+//! the next one starts ([`spawn`]).
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::AbortHandle;
 
 use super::heartbeat::Fleet;
 use super::host::HostRun;
@@ -94,7 +97,113 @@ where
     }
 }
 
-/// Runs `work` on every item at most `permits` at once, keeping order.
+/// Work started on some hosts in the background, while other phases run
+/// on other hosts (staging ahead of the batches). Each host's outcome is
+/// taken back into its place with [`Background::join`].
+pub struct Background {
+    /// Per host, where its outcome arrives.
+    outcomes: BTreeMap<usize, oneshot::Receiver<HostRun>>,
+    /// The task that starts the hosts' tasks in order, and those tasks.
+    handles: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+/// Starts `work` on the hosts at `indices`, in that order and at most
+/// `forks` at once: the first hosts get the first permits.
+pub fn spawn<C, F, Fut>(
+    runs: &[HostRun],
+    indices: &[usize],
+    forks: usize,
+    fleet: &Fleet<C>,
+    work: F,
+) -> Background
+where
+    C: Connector,
+    F: Fn(HostRun, Option<Arc<HostSession<C>>>) -> Fut + Send + 'static,
+    Fut: Future<Output = HostRun> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(forks.max(1)));
+    let handles = Arc::new(Mutex::new(Vec::new()));
+    let mut outcomes = BTreeMap::new();
+    let mut queue = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let (tx, rx) = oneshot::channel();
+        outcomes.insert(i, rx);
+        queue.push((runs[i].clone(), fleet.get(i).cloned(), tx));
+    }
+    let started = handles.clone();
+    let driver = tokio::spawn(async move {
+        for (run, session, tx) in queue {
+            let permit = limit.clone().acquire_owned().await.expect("never closed");
+            let fut = work(run, session);
+            let task = tokio::spawn(async move {
+                let run = fut.await;
+                drop(permit);
+                // The receiver is gone only when the run no longer waits.
+                let _ = tx.send(run);
+            });
+            lock(&started).push(task.abort_handle());
+        }
+    });
+    lock(&handles).push(driver.abort_handle());
+    Background { outcomes, handles }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Background {
+    /// Waits until the work on the hosts at `indices` (those it was started
+    /// on) has ended, and puts each back in its place. When `cut_on`
+    /// resolves first, it returns `Cut` and leaves the hosts as they were.
+    pub async fn join<S: Future<Output = ()>>(
+        &mut self,
+        runs: &mut [HostRun],
+        indices: &[usize],
+        cut_on: S,
+    ) -> Ended {
+        tokio::pin!(cut_on);
+        for &i in indices {
+            let Some(rx) = self.outcomes.get_mut(&i) else {
+                continue;
+            };
+            tokio::select! {
+                outcome = rx => {
+                    self.outcomes.remove(&i);
+                    match outcome {
+                        Ok(run) => runs[i] = run,
+                        Err(_) => {
+                            // The task died (a bug): the host is failed,
+                            // the others go on, and the exit status says so.
+                            crate::exec::note_internal_error();
+                            runs[i].mark_failed(
+                                Status::Failed,
+                                "internal error in calico-rollout: a host's task ended without a result",
+                            );
+                        }
+                    }
+                }
+                () = &mut cut_on => return Ended::Cut,
+            }
+        }
+        Ended::Done
+    }
+
+    /// Every host it still works on, in the order started.
+    pub fn outstanding(&self) -> Vec<usize> {
+        self.outcomes.keys().copied().collect()
+    }
+}
+
+impl Drop for Background {
+    /// What is still running stops: nothing waits for it any more.
+    fn drop(&mut self) {
+        for handle in lock(&self.handles).iter() {
+            handle.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +275,74 @@ mod tests {
         };
         let (ended, ()) = tokio::join!(ended, abort);
         assert_eq!(ended, Ended::Cut);
+        assert!(all.iter().all(|r| !r.resumed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_work_starts_in_order_and_is_joined_host_by_host() {
+        let fleet: Fleet<NoConnector> = Fleet::new(3);
+        let mut all = runs(3);
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let t0 = tokio::time::Instant::now();
+        let log = started.clone();
+        let mut bg = spawn(&all, &[2, 0, 1], 1, &fleet, move |mut r, _| {
+            let log = log.clone();
+            async move {
+                lock(&log).push(r.index);
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                r.resumed = true;
+                r
+            }
+        });
+        // The first host in the order is ready after its own work, while
+        // the others have not all started yet.
+        assert_eq!(
+            bg.join(&mut all, &[2], std::future::pending()).await,
+            Ended::Done
+        );
+        assert_eq!(t0.elapsed(), std::time::Duration::from_secs(10));
+        assert!(all[2].resumed && !all[0].resumed && !all[1].resumed);
+        assert_eq!(bg.outstanding(), [0, 1]);
+        let rest = bg.outstanding();
+        assert_eq!(
+            bg.join(&mut all, &rest, std::future::pending()).await,
+            Ended::Done
+        );
+        assert_eq!(
+            t0.elapsed(),
+            std::time::Duration::from_secs(30),
+            "one at a time"
+        );
+        assert!(all.iter().all(|r| r.resumed));
+        assert_eq!(*lock(&started), [2, 0, 1], "started in the order given");
+        assert!(bg.outstanding().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_work_nobody_waits_for_is_stopped() {
+        let fleet: Fleet<NoConnector> = Fleet::new(2);
+        let mut all = runs(2);
+        let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = finished.clone();
+        let mut bg = spawn(&all, &[0, 1], 2, &fleet, move |r, _| {
+            let count = count.clone();
+            async move {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                r
+            }
+        });
+        let cut = bg
+            .join(
+                &mut all,
+                &[0],
+                tokio::time::sleep(std::time::Duration::from_secs(1)),
+            )
+            .await;
+        assert_eq!(cut, Ended::Cut);
+        drop(bg);
+        tokio::time::sleep(std::time::Duration::from_secs(7200)).await;
+        assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 0);
         assert!(all.iter().all(|r| !r.resumed));
     }
 }
