@@ -12,12 +12,17 @@ use crate::templates::RenderError;
 /// Exit codes, documented in the README. A finished run maps its report
 /// to one of these in [`report_exit_code`]; errors through `Error::exit_code`.
 pub mod exit {
-    /// Every selected host ended ok, changed or skipped.
+    /// Every selected host ended ok, changed or skipped; for `plan`, also
+    /// nothing would change.
     pub const SUCCESS: i32 = 0;
     /// An unexpected internal error.
     pub const INTERNAL: i32 = 1;
+    /// `plan` only: every host was probed and some step would change (as
+    /// Terraform's `plan -detailed-exitcode`), so CI can tell drift apart.
+    pub const CHANGES_PENDING: i32 = 2;
     /// Bad command line, inventory or template: nothing was contacted.
-    pub const USAGE: i32 = 2;
+    /// Not 2, which `plan` gives to pending changes (sysexits' EX_USAGE).
+    pub const USAGE: i32 = 64;
     /// More hosts failed preflight than `rollout.max_failures` allows:
     /// nothing was changed anywhere.
     pub const PREFLIGHT: i32 = 3;
@@ -87,6 +92,9 @@ pub fn report_exit_code(report: &Report) -> i32 {
         Some(Halt::Interrupted(_)) => exit::INTERRUPTED,
         Some(Halt::Aborted(_)) => exit::ABORTED,
         None if report.hosts.iter().any(HostReport::failed) => exit::HOST_FAILED,
+        None if report.dry_run && report.hosts.iter().any(HostReport::changed) => {
+            exit::CHANGES_PENDING
+        }
         None => exit::SUCCESS,
     }
 }
@@ -105,6 +113,10 @@ mod tests {
             halt,
             estimate: None,
         };
+        let plan = |hosts| Report {
+            dry_run: true,
+            ..report(hosts, None)
+        };
         let fine = host(&[Ok, Changed, Skipped, Ok, Ok]);
         let bad = host(&[Ok, Failed, Skipped, Skipped, Skipped]);
         let gone = host(&[Unreachable; 5]);
@@ -121,14 +133,19 @@ mod tests {
         );
         assert_eq!(
             code(&report(
-                vec![fine.clone(), gone],
+                vec![fine.clone(), gone.clone()],
                 Some(Halt::Budget("x".into()))
             )),
             5
         );
         assert_eq!(
-            code(&report(vec![fine], Some(Halt::Aborted("x".into())))),
+            code(&report(vec![fine.clone()], Some(Halt::Aborted("x".into())))),
             131
         );
+        // plan: drift is 2, an unprobed host outranks it, nothing to do is 0.
+        let converged = host(&[Ok; 5]);
+        assert_eq!(code(&plan(vec![converged.clone()])), 0);
+        assert_eq!(code(&plan(vec![converged.clone(), fine.clone()])), 2);
+        assert_eq!(code(&plan(vec![fine, gone, converged])), 4);
     }
 }

@@ -55,7 +55,11 @@ fn main() -> color_eyre::Result<()> {
         PANICKED.store(true, Ordering::SeqCst);
         report_panic(info);
     }));
-    let cli = Cli::parse();
+    // clap exits 2 on a bad command line; 2 is plan's "changes pending".
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { exit::USAGE } else { 0 })
+    });
     let level = match cli.command.args().verbose {
         0 => "warn",
         1 => "info",

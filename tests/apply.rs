@@ -159,6 +159,20 @@ fn second_apply_changes_nothing_and_restarts_nothing() {
         "{}",
         again.stderr
     );
+    let plan = c.run("plan", &inv, &[]);
+    assert_eq!(plan.code, 0, "plan on a converged cluster: no drift");
+    assert!(
+        plan.stderr
+            .contains("agent-[1-3], pub-1 (4 hosts):\n  etcd-proxy  ok, nothing to do\n"),
+        "identical plans are grouped: {}",
+        plan.stderr
+    );
+    assert!(
+        plan.stderr
+            .contains("0 step(s) would change on 0 of 4 host(s)"),
+        "{}",
+        plan.stderr
+    );
     let restarts = new_restarts(&before);
     assert!(restarts.is_empty(), "nothing restarted: {restarts:?}");
     for (a, id) in AGENTS.iter().zip(node_ids) {
@@ -266,13 +280,20 @@ fn plan_writes_nothing() {
     let files_before: Vec<String> = AGENTS.iter().map(|a| snapshot(a.name)).collect();
 
     let run = c.run("plan", &c.inventory(), &[]);
-    assert_eq!(run.code, 0);
+    assert_eq!(run.code, 2, "changes are pending");
     assert_eq!(run.status("agent-1", "docker"), "changed");
     assert!(
         run.message("pub-1", "cni")
             .contains("restart dcos-mesos-slave-public")
     );
     assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("\nagent-[1-3] (3 hosts):\n")
+            && run.stderr.contains("\npub-1:\n")
+            && run.stderr.contains("would change on 4 of 4 host(s)"),
+        "the private agents share one plan, the public one has its own: {}",
+        run.stderr
+    );
 
     let files_after: Vec<String> = AGENTS.iter().map(|a| snapshot(a.name)).collect();
     assert_eq!(files_before, files_after, "plan changed files on an agent");

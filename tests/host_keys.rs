@@ -157,7 +157,10 @@ fn accept_new_records_unknown_keys_then_strict_accepts_them() {
     inv["ssh"]["known_hosts"] = json!(path);
     inv["ssh"]["host_key_checking"] = json!("accept-new");
     let run = c.run("plan", &inv, &[]);
-    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.code, 2,
+        "probed every agent; the fresh cluster has changes pending"
+    );
 
     let recorded = std::fs::read_to_string(&path).expect("known_hosts created");
     for a in &AGENTS {
@@ -172,7 +175,7 @@ fn accept_new_records_unknown_keys_then_strict_accepts_them() {
     inv["ssh"]["host_key_checking"] = json!("strict");
     assert_eq!(
         c.run("plan", &inv, &[]).code,
-        0,
-        "strict now knows every agent"
+        2,
+        "strict now knows every agent: each is probed, with changes pending"
     );
 }

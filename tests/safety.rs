@@ -283,7 +283,7 @@ fn resume_is_refused_while_the_run_it_would_resume_is_alive() {
     let resumed = run_binary("apply", &path, &["--resume"]);
     let first = finish(first, "the first apply");
 
-    assert_eq!(resumed.code, 2, "refused before any host is contacted");
+    assert_eq!(resumed.code, 64, "refused before any host is contacted");
     assert!(
         resumed.stderr.contains("is still going"),
         "{}",

@@ -3,6 +3,7 @@
 //! serialises to the `--json` form.
 
 mod events;
+mod hosts;
 mod render;
 
 use serde::Serialize;
@@ -68,6 +69,10 @@ pub struct HostReport {
 impl HostReport {
     pub fn failed(&self) -> bool {
         self.steps.iter().any(|s| s.status.is_failure())
+    }
+
+    pub fn changed(&self) -> bool {
+        self.steps.iter().any(|s| s.status == Status::Changed)
     }
 }
 

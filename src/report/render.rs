@@ -1,11 +1,14 @@
-//! The human report: a table of statuses, then the details that explain it.
+//! The human report: a table of statuses, then the details that explain it,
+//! each said once: hosts with the same change or the same plan are grouped,
+//! and a host that failed as a whole is named once.
 
 use std::fmt::Write;
 
-use super::{Halt, Report, Status};
+use super::hosts::compact;
+use super::{Halt, HostReport, Report, Status, StepResult};
 use crate::step::StepName;
 
-/// The end-of-run table, with failure reasons and changes listed under it.
+/// The end-of-run table, with changes and failure reasons listed under it.
 pub fn render_table(report: &Report) -> String {
     let mut out = String::new();
     let name_width = report
@@ -36,23 +39,22 @@ pub fn render_table(report: &Report) -> String {
         out.push('\n');
     }
 
-    let mut section = |title: &str, pick: &dyn Fn(Status) -> bool| {
-        let lines: Vec<String> = report
-            .hosts
-            .iter()
-            .flat_map(|h| {
-                h.steps
-                    .iter()
-                    .filter(|s| pick(s.status) && !s.message.is_empty())
-                    .map(move |s| format!("  {} {}: {}", h.host, s.step, s.message))
-            })
-            .collect();
-        if !lines.is_empty() {
-            let _ = write!(out, "\n{title}:\n{}\n", lines.join("\n"));
+    let changed = changes_by_step(report);
+    if !changed.is_empty() {
+        let _ = writeln!(out, "\nChanged:");
+        for (step, message, hosts) in &changed {
+            let _ = writeln!(
+                out,
+                "  {:<col$}  {}: {message}",
+                step.as_str(),
+                compact(hosts)
+            );
         }
-    };
-    section("Changed", &|s| s == Status::Changed);
-    section("Failed", &|s| s.is_failure());
+    }
+    let failed = failures(report);
+    if !failed.is_empty() {
+        let _ = write!(out, "\nFailed:\n{}", failed.join(""));
+    }
 
     let counts = |pick: &dyn Fn(Status) -> bool| {
         report
@@ -99,22 +101,129 @@ pub fn render_table(report: &Report) -> String {
     out
 }
 
-/// What `plan` prints: per host, what apply would change and restart.
-pub fn render_plan(report: &Report) -> String {
-    let mut out = String::new();
-    for host in &report.hosts {
-        let _ = writeln!(out, "{}:", host.host);
-        for step in &host.steps {
-            let what = match step.status {
-                Status::Ok => "ok, nothing to do".to_string(),
-                Status::Changed => format!("would {}", step.message),
-                Status::Skipped => format!("skipped ({})", step.message),
-                Status::Failed | Status::Unreachable | Status::Reverted | Status::Unknown => {
-                    format!("{}: {}", step.status.as_str().to_uppercase(), step.message)
+/// Each step's changes: (step, message, hosts), in step order, hosts with
+/// the same change together.
+fn changes_by_step(report: &Report) -> Vec<(StepName, &str, Vec<&str>)> {
+    let mut groups: Vec<(StepName, &str, Vec<&str>)> = Vec::new();
+    for step in StepName::ALL {
+        for h in &report.hosts {
+            for s in h.steps.iter().filter(|s| s.step == step) {
+                if s.status != Status::Changed || s.message.is_empty() {
+                    continue;
                 }
-            };
-            let _ = writeln!(out, "  {:<11} {what}", step.step.as_str());
+                match groups
+                    .iter_mut()
+                    .find(|(st, m, _)| *st == step && *m == s.message)
+                {
+                    Some((_, _, hosts)) => hosts.push(&h.host),
+                    None => groups.push((step, &s.message, vec![&h.host])),
+                }
+            }
         }
+    }
+    groups
+}
+
+/// One line per failure; a host whose every failing step says the same
+/// (unreachable, say) is one line, not one per step.
+fn failures(report: &Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    for h in &report.hosts {
+        let failing: Vec<&StepResult> = h
+            .steps
+            .iter()
+            .filter(|s| s.status.is_failure() && !s.message.is_empty())
+            .collect();
+        let Some(first) = failing.first() else {
+            continue;
+        };
+        let alike = failing
+            .iter()
+            .all(|s| s.status == first.status && s.message == first.message);
+        if alike && failing.len() > 1 {
+            lines.push(format!(
+                "  {} ({}): {}: {}\n",
+                h.host,
+                steps_named(&failing),
+                first.status.as_str(),
+                first.message
+            ));
+        } else {
+            for s in failing {
+                lines.push(format!(
+                    "  {} {}: {}: {}\n",
+                    h.host,
+                    s.step,
+                    s.status.as_str(),
+                    s.message
+                ));
+            }
+        }
+    }
+    lines
+}
+
+fn steps_named(steps: &[&StepResult]) -> String {
+    if steps.len() == StepName::ALL.len() {
+        "every step".to_string()
+    } else {
+        let names: Vec<&str> = steps.iter().map(|s| s.step.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+/// A host's plan as it prints, one line per step.
+fn plan_lines(host: &HostReport) -> String {
+    let failing: Vec<&StepResult> = host
+        .steps
+        .iter()
+        .filter(|s| s.status.is_failure())
+        .collect();
+    if failing.len() == host.steps.len()
+        && failing
+            .iter()
+            .all(|s| s.status == failing[0].status && s.message == failing[0].message)
+    {
+        return format!(
+            "  {}: {}\n",
+            failing[0].status.as_str().to_uppercase(),
+            failing[0].message
+        );
+    }
+    let mut out = String::new();
+    for step in &host.steps {
+        let what = match step.status {
+            Status::Ok => "ok, nothing to do".to_string(),
+            Status::Changed => format!("would {}", step.message),
+            Status::Skipped => format!("skipped ({})", step.message),
+            Status::Failed | Status::Unreachable | Status::Reverted | Status::Unknown => {
+                format!("{}: {}", step.status.as_str().to_uppercase(), step.message)
+            }
+        };
+        let _ = writeln!(out, "  {:<11} {what}", step.step.as_str());
+    }
+    out
+}
+
+/// What `plan` prints: what apply would change and restart, hosts with the
+/// same plan together, and how long it would take.
+pub fn render_plan(report: &Report) -> String {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for host in &report.hosts {
+        let lines = plan_lines(host);
+        match groups.iter_mut().find(|(l, _)| *l == lines) {
+            Some((_, hosts)) => hosts.push(&host.host),
+            None => groups.push((lines, vec![&host.host])),
+        }
+    }
+    let mut out = String::new();
+    for (lines, hosts) in &groups {
+        let count = if hosts.len() > 1 {
+            format!(" ({} hosts)", hosts.len())
+        } else {
+            String::new()
+        };
+        let _ = write!(out, "{}{count}:\n{lines}", compact(hosts));
     }
     let changes: usize = report
         .hosts
@@ -122,11 +231,17 @@ pub fn render_plan(report: &Report) -> String {
         .flat_map(|h| &h.steps)
         .filter(|s| s.status == Status::Changed)
         .count();
-    let _ = writeln!(
+    let changing = report.hosts.iter().filter(|h| h.changed()).count();
+    let unprobed = report.hosts.iter().filter(|h| h.failed()).count();
+    let _ = write!(
         out,
-        "\nplan: {changes} step(s) would change on {} host(s); nothing was written",
+        "\nplan: {changes} step(s) would change on {changing} of {} host(s)",
         report.hosts.len()
     );
+    if unprobed > 0 {
+        let _ = write!(out, "; {unprobed} host(s) could not be planned");
+    }
+    let _ = writeln!(out, "; nothing was written");
     if let Some(Halt::Preflight(why)) = &report.halt {
         let _ = writeln!(out, "apply would stop before changing anything: {why}");
     }
@@ -143,4 +258,121 @@ pub fn render_plan(report: &Report) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, cells: &[(Status, &str)]) -> HostReport {
+        HostReport {
+            host: name.into(),
+            steps: cells
+                .iter()
+                .zip(StepName::ALL)
+                .map(|(&(status, message), step)| StepResult {
+                    step,
+                    status,
+                    message: message.into(),
+                    restarted: false,
+                    restarts: 0,
+                })
+                .collect(),
+        }
+    }
+
+    fn report(dry_run: bool, hosts: Vec<HostReport>) -> Report {
+        Report {
+            dry_run,
+            hosts,
+            halt: None,
+            estimate: None,
+        }
+    }
+
+    use Status::{Changed, Ok, Skipped, Unreachable};
+    const OK: (Status, &str) = (Ok, "");
+    const GONE: (Status, &str) = (Unreachable, "connect 10.0.0.2:22: timed out");
+    const DOCKER: (Status, &str) = (Changed, "set cluster-store; restart docker");
+
+    #[test]
+    fn the_recap_says_each_change_once_and_an_unreachable_host_once() {
+        let hosts = vec![
+            host("agent-1", &[OK, DOCKER, OK, OK, OK]),
+            host("agent-2", &[OK, DOCKER, OK, OK, OK]),
+            host("agent-3", &[GONE; 5]),
+            host(
+                "pub-1",
+                &[
+                    OK,
+                    DOCKER,
+                    (Changed, "restart dcos-mesos-slave-public"),
+                    OK,
+                    OK,
+                ],
+            ),
+        ];
+        let text = render_table(&report(false, hosts));
+        let recap = &text[text.find("\nChanged:").expect("a Changed section")..];
+        assert_eq!(
+            recap,
+            "\nChanged:\n\
+             \x20 docker       agent-[1-2], pub-1: set cluster-store; restart docker\n\
+             \x20 cni          pub-1: restart dcos-mesos-slave-public\n\
+             \nFailed:\n\
+             \x20 agent-3 (every step): unreachable: connect 10.0.0.2:22: timed out\n\
+             \n4 hosts: 3 changed, 1 failed; 0 restarts\n"
+        );
+    }
+
+    #[test]
+    fn a_failure_after_changes_is_named_with_its_step() {
+        let hosts = vec![host(
+            "agent-1",
+            &[
+                OK,
+                (Status::Reverted, "docker info has no cluster store"),
+                (Skipped, "an earlier step failed"),
+                (Skipped, "an earlier step failed"),
+                (Skipped, "an earlier step failed"),
+            ],
+        )];
+        let text = render_table(&report(false, hosts));
+        assert!(
+            text.contains(
+                "\nFailed:\n  agent-1 docker: reverted: docker info has no cluster store\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn plan_groups_hosts_with_the_same_plan_and_counts_the_hosts_that_change() {
+        let hosts = vec![
+            host("agent-1", &[OK, DOCKER, OK, OK, OK]),
+            host("agent-2", &[OK; 5]),
+            host("agent-3", &[OK, DOCKER, OK, OK, OK]),
+            host("agent-4", &[GONE; 5]),
+        ];
+        let text = render_plan(&report(true, hosts));
+        assert_eq!(
+            text,
+            "agent-1, agent-3 (2 hosts):\n\
+             \x20 etcd-proxy  ok, nothing to do\n\
+             \x20 docker      would set cluster-store; restart docker\n\
+             \x20 cni         ok, nothing to do\n\
+             \x20 libnetwork  ok, nothing to do\n\
+             \x20 node        ok, nothing to do\n\
+             agent-2:\n\
+             \x20 etcd-proxy  ok, nothing to do\n\
+             \x20 docker      ok, nothing to do\n\
+             \x20 cni         ok, nothing to do\n\
+             \x20 libnetwork  ok, nothing to do\n\
+             \x20 node        ok, nothing to do\n\
+             agent-4:\n\
+             \x20 UNREACHABLE: connect 10.0.0.2:22: timed out\n\
+             \nplan: 2 step(s) would change on 2 of 4 host(s); \
+             1 host(s) could not be planned; nothing was written\n"
+        );
+    }
 }
