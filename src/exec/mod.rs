@@ -211,7 +211,7 @@ pub async fn run<C: Connector>(
     let ended = phase::run(
         &mut runs,
         &todo,
-        opts.forks,
+        &phase::limit(opts.forks),
         &fleet,
         async move { stopping.stopping().await },
         Cut::NotStarted(host::INTERRUPTED),
@@ -387,12 +387,14 @@ async fn roll_out<C: Connector>(
             hosts: staging.len(),
         });
     }
+    // Staging and the batches overlap: one limit keeps them within --forks.
+    let hosts_at_once = phase::limit(opts.forks);
     let mut staged = {
         let (policy, reporter) = (policy.clone(), reporter.clone());
         phase::spawn(
             runs,
             &staging,
-            opts.forks,
+            hosts_at_once.clone(),
             fleet,
             move |mut run, session| {
                 let (policy, reporter) = (policy.clone(), reporter.clone());
@@ -452,7 +454,7 @@ async fn roll_out<C: Connector>(
         let ended = phase::run(
             runs,
             &hosts,
-            opts.forks,
+            &hosts_at_once,
             fleet,
             aborted(),
             Cut::Unknown,

@@ -7,8 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::AbortHandle;
 
@@ -36,12 +39,19 @@ pub enum Cut {
     NotStarted(&'static str),
 }
 
-/// Runs `work` on the hosts at `indices`. When `cut_on` resolves first,
-/// the hosts still in flight are marked as `cut` says.
+/// How many hosts are worked on at once (`--forks`). Phases that overlap
+/// share one, so that together they stay within it.
+pub fn limit(forks: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(forks.max(1)))
+}
+
+/// Runs `work` on the hosts at `indices`, each holding a permit of `limit`
+/// while it works. When `cut_on` resolves first, the hosts still in flight
+/// are marked as `cut` says.
 pub async fn run<C, F, Fut, S>(
     runs: &mut [HostRun],
     indices: &[usize],
-    forks: usize,
+    limit: &Arc<Semaphore>,
     fleet: &Fleet<C>,
     cut_on: S,
     cut: Cut,
@@ -53,7 +63,6 @@ where
     Fut: Future<Output = HostRun> + Send + 'static,
     S: Future<Output = ()>,
 {
-    let limit = Arc::new(Semaphore::new(forks.max(1)));
     let mut tasks = Vec::with_capacity(indices.len());
     for &i in indices {
         let fut = work(runs[i].clone(), fleet.get(i).cloned());
@@ -103,16 +112,18 @@ where
 pub struct Background {
     /// Per host, where its outcome arrives.
     outcomes: BTreeMap<usize, oneshot::Receiver<HostRun>>,
-    /// The task that starts the hosts' tasks in order, and those tasks.
-    handles: Arc<Mutex<Vec<AbortHandle>>>,
+    /// The one task that drives every host's work.
+    driver: AbortHandle,
 }
 
-/// Starts `work` on the hosts at `indices`, in that order and at most
-/// `forks` at once: the first hosts get the first permits.
+/// Starts `work` on the hosts at `indices`, each holding a permit of
+/// `limit` while it works. The hosts' work is driven by one task, which
+/// polls each host's work first in the order given: whatever the work
+/// queues for (the upload slots, say), the first hosts queue first.
 pub fn spawn<C, F, Fut>(
     runs: &[HostRun],
     indices: &[usize],
-    forks: usize,
+    limit: Arc<Semaphore>,
     fleet: &Fleet<C>,
     work: F,
 ) -> Background
@@ -121,35 +132,38 @@ where
     F: Fn(HostRun, Option<Arc<HostSession<C>>>) -> Fut + Send + 'static,
     Fut: Future<Output = HostRun> + Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(forks.max(1)));
-    let handles = Arc::new(Mutex::new(Vec::new()));
     let mut outcomes = BTreeMap::new();
-    let mut queue = Vec::with_capacity(indices.len());
+    let mut queue = std::collections::VecDeque::with_capacity(indices.len());
     for &i in indices {
         let (tx, rx) = oneshot::channel();
         outcomes.insert(i, rx);
-        queue.push((runs[i].clone(), fleet.get(i).cloned(), tx));
+        queue.push_back((runs[i].clone(), fleet.get(i).cloned(), tx));
     }
-    let started = handles.clone();
     let driver = tokio::spawn(async move {
-        for (run, session, tx) in queue {
-            let permit = limit.clone().acquire_owned().await.expect("never closed");
-            let fut = work(run, session);
-            let task = tokio::spawn(async move {
-                let run = fut.await;
-                drop(permit);
-                // The receiver is gone only when the run no longer waits.
-                let _ = tx.send(run);
-            });
-            lock(&started).push(task.abort_handle());
+        let mut running = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                permit = limit.clone().acquire_owned(), if !queue.is_empty() => {
+                    let permit = permit.expect("never closed");
+                    let (run, session, tx) = queue.pop_front().expect("not empty");
+                    let fut = AssertUnwindSafe(work(run, session)).catch_unwind();
+                    running.push(async move {
+                        // A panic drops `tx`: that host alone is failed.
+                        if let Ok(run) = fut.await {
+                            let _ = tx.send(run);
+                        }
+                        drop(permit);
+                    });
+                }
+                Some(()) = running.next(), if !running.is_empty() => {}
+                else => break,
+            }
         }
     });
-    lock(&handles).push(driver.abort_handle());
-    Background { outcomes, handles }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    Background {
+        outcomes,
+        driver: driver.abort_handle(),
+    }
 }
 
 impl Background {
@@ -198,9 +212,7 @@ impl Background {
 impl Drop for Background {
     /// What is still running stops: nothing waits for it any more.
     fn drop(&mut self) {
-        for handle in lock(&self.handles).iter() {
-            handle.abort();
-        }
+        self.driver.abort();
     }
 }
 
@@ -227,7 +239,7 @@ mod tests {
         let ended = run(
             &mut all,
             &[0, 1, 2, 3, 4],
-            2,
+            &limit(2),
             &fleet,
             std::future::pending(),
             Cut::Unknown,
@@ -256,10 +268,11 @@ mod tests {
         let mut all = runs(2);
         let (shutdown, tx) = Shutdown::manual();
         let mut stop = shutdown.clone();
+        let two = limit(2);
         let ended = run(
             &mut all,
             &[0, 1],
-            2,
+            &two,
             &fleet,
             async move { stop.aborted().await },
             Cut::Unknown,
@@ -279,23 +292,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn background_work_starts_in_order_and_is_joined_host_by_host() {
+    async fn background_work_queues_in_order_and_is_joined_host_by_host() {
         let fleet: Fleet<NoConnector> = Fleet::new(3);
         let mut all = runs(3);
-        let started = Arc::new(Mutex::new(Vec::new()));
+        let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Every host may work at once, but they share one slot (as uploads
+        // do): who gets it first is the order given.
+        let slot = Arc::new(Semaphore::new(1));
         let t0 = tokio::time::Instant::now();
-        let log = started.clone();
-        let mut bg = spawn(&all, &[2, 0, 1], 1, &fleet, move |mut r, _| {
-            let log = log.clone();
+        let (log, shared) = (started.clone(), slot.clone());
+        let mut bg = spawn(&all, &[2, 0, 1], limit(3), &fleet, move |mut r, _| {
+            let (log, slot) = (log.clone(), shared.clone());
             async move {
-                lock(&log).push(r.index);
+                let _slot = slot.acquire().await.unwrap();
+                log.lock().unwrap().push(r.index);
                 tokio::time::sleep(std::time::Duration::from_secs(10)).await;
                 r.resumed = true;
                 r
             }
         });
         // The first host in the order is ready after its own work, while
-        // the others have not all started yet.
+        // the others still wait for the slot.
         assert_eq!(
             bg.join(&mut all, &[2], std::future::pending()).await,
             Ended::Done
@@ -308,14 +325,31 @@ mod tests {
             bg.join(&mut all, &rest, std::future::pending()).await,
             Ended::Done
         );
-        assert_eq!(
-            t0.elapsed(),
-            std::time::Duration::from_secs(30),
-            "one at a time"
-        );
+        assert_eq!(t0.elapsed(), std::time::Duration::from_secs(30));
         assert!(all.iter().all(|r| r.resumed));
-        assert_eq!(*lock(&started), [2, 0, 1], "started in the order given");
+        assert_eq!(*started.lock().unwrap(), [2, 0, 1], "in the order given");
         assert!(bg.outstanding().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_in_background_work_fails_that_host_alone() {
+        let fleet: Fleet<NoConnector> = Fleet::new(2);
+        let mut all: Vec<HostRun> = (0..2)
+            .map(|i| HostRun::waiting(i, agent(Role::Private)))
+            .collect();
+        let mut bg = spawn(&all, &[0, 1], limit(2), &fleet, |mut r, _| async move {
+            assert!(r.index != 0, "a bug in host 0's work");
+            r.resumed = true;
+            r
+        });
+        assert_eq!(
+            bg.join(&mut all, &[0, 1], std::future::pending()).await,
+            Ended::Done
+        );
+        let cell = all[0].results[0].as_ref().expect("host 0 has a result");
+        assert_eq!(cell.status, Status::Failed);
+        assert!(cell.message.contains("internal error"), "{}", cell.message);
+        assert!(all[1].resumed && !all[1].failed());
     }
 
     #[tokio::test(start_paused = true)]
@@ -324,7 +358,7 @@ mod tests {
         let mut all = runs(2);
         let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = finished.clone();
-        let mut bg = spawn(&all, &[0, 1], 2, &fleet, move |r, _| {
+        let mut bg = spawn(&all, &[0, 1], limit(2), &fleet, move |r, _| {
             let count = count.clone();
             async move {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
