@@ -36,7 +36,6 @@ impl HostRun {
             } => {
                 let script =
                     remote::files::stage(&policy.layout, sha256, policy.upload_deadline(*size));
-                let _slot = policy.uploads.acquire().await;
                 session
                     .run(&script, Stdin::File(local))
                     .await

@@ -20,7 +20,7 @@ use crate::remote;
 use crate::report::{Event, HostReport, Reporter, Status, StepResult};
 use crate::shutdown::Shutdown;
 use crate::step::Undo;
-use crate::steps::{Gate, Plan, Restart, StepName, StepPlan};
+use crate::steps::{Action, Gate, Plan, Restart, StepName, StepPlan};
 use crate::transport::Connector;
 
 /// Why a step did not run when the operator stopped the run.
@@ -42,9 +42,10 @@ pub struct Policy {
     pub layout: Layout,
     /// The history run an apply records its changes under.
     pub run_id: String,
-    /// Uploads under way at once, whatever `--forks` says: each holds up
-    /// to a channel window of bytes in flight, and a few streams already
-    /// fill the controller's link.
+    /// Hosts uploading at once, whatever `--forks` says: each upload holds
+    /// up to a channel window of bytes in flight, and a few streams already
+    /// fill the controller's link. A host keeps its slot for all its
+    /// uploads, one after the other.
     pub uploads: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -321,25 +322,40 @@ impl HostRun {
         policy: &Policy,
         reporter: &dyn Reporter,
     ) {
-        let todo: Vec<usize> = self.pending_changes().map(|(i, _)| i).collect();
-        for i in todo {
+        let mut actions: Vec<(usize, Action)> = self
+            .pending_changes()
+            .flat_map(|(i, c)| c.stage.iter().map(move |a| (i, a.clone())))
+            .collect();
+        // Uploads first, in one upload slot held for all of them: a host
+        // whose turn comes is staged whole before the next host starts, so
+        // the first batch is ready first. Pulls and downloads use the
+        // agent's bandwidth, not ours, and need no slot.
+        actions.sort_by_key(|(_, a)| !matches!(a, Action::Stage { .. }));
+        let uploads = actions
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Stage { .. }))
+            .count();
+        let mut slot = None;
+        if uploads > 0 {
+            slot = Some(policy.uploads.acquire().await.expect("never closed"));
+        }
+        for (n, (i, action)) in actions.iter().enumerate() {
+            if n == uploads {
+                slot = None;
+            }
             if self.halt_on_failure(policy, reporter) {
                 return;
             }
-            let Plan::Change(change) = self.plans[i].plan.clone() else {
-                continue;
-            };
-            for action in &change.stage {
-                if let Err(e) = self.stage_one(session, action, policy).await {
-                    self.state = HostState::Failed;
-                    self.finish(i, e.status(), e.to_string(), Some(reporter));
-                    break;
-                }
+            if let Err(e) = self.stage_one(session, action, policy).await {
+                self.state = HostState::Failed;
+                self.finish(*i, e.status(), e.to_string(), Some(reporter));
             }
         }
-        if !self.failed() {
-            self.state = HostState::Staged;
+        drop(slot);
+        if self.halt_on_failure(policy, reporter) {
+            return;
         }
+        self.state = HostState::Staged;
     }
 
     /// The host's turn in its batch: every change, in step order (reverse
