@@ -441,6 +441,12 @@ async fn roll_out<C: Connector>(
             .copied()
             .filter(|&i| runs[i].has_batch_work())
             .collect();
+        if hosts.is_empty() && batch.canary {
+            // Nothing would prove the change before the rest of the fleet.
+            return Some(Halt::Budget(
+                "no canary host could be staged; no batch was started".into(),
+            ));
+        }
         if hosts.is_empty() {
             continue;
         }
