@@ -134,13 +134,7 @@ fn failures(report: &Report) -> Vec<String> {
             .iter()
             .filter(|s| s.status.is_failure() && !s.message.is_empty())
             .collect();
-        let Some(first) = failing.first() else {
-            continue;
-        };
-        let alike = failing
-            .iter()
-            .all(|s| s.status == first.status && s.message == first.message);
-        if alike && failing.len() > 1 {
+        if let Some(first) = said_once(&failing) {
             lines.push(format!(
                 "  {} ({}): {}: {}\n",
                 h.host,
@@ -163,6 +157,17 @@ fn failures(report: &Report) -> Vec<String> {
     lines
 }
 
+/// The one failure that several steps share (an unreachable host's), if
+/// they all say the same.
+fn said_once<'a>(failing: &[&'a StepResult]) -> Option<&'a StepResult> {
+    let (first, rest) = failing.split_first()?;
+    (!rest.is_empty()
+        && rest
+            .iter()
+            .all(|s| s.status == first.status && s.message == first.message))
+    .then_some(*first)
+}
+
 fn steps_named(steps: &[&StepResult]) -> String {
     if steps.len() == StepName::ALL.len() {
         "every step".to_string()
@@ -180,14 +185,12 @@ fn plan_lines(host: &HostReport) -> String {
         .filter(|s| s.status.is_failure())
         .collect();
     if failing.len() == host.steps.len()
-        && failing
-            .iter()
-            .all(|s| s.status == failing[0].status && s.message == failing[0].message)
+        && let Some(first) = said_once(&failing)
     {
         return format!(
             "  {}: {}\n",
-            failing[0].status.as_str().to_uppercase(),
-            failing[0].message
+            first.status.as_str().to_uppercase(),
+            first.message
         );
     }
     let mut out = String::new();
