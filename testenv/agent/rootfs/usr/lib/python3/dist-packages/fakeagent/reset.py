@@ -28,7 +28,8 @@ CNI_PLUGIN_DIR = "/opt/mesosphere/active/cni"
 SYSTEMD_DIRS = ["/etc/systemd/system", "/lib/systemd/system"]
 WIPE = [
     common.SYSTEMD_STATE_DIR, common.SYSTEMD_LOG_DIR, common.DOCKER_LIB_DIR, common.DOCKER_RUN_DIR,
-    "/var/lib/calico-rollout", "/etc/calico", "/opt/calico", "/var/lib/calico", "/var/run/calico",
+    "/var/lib/calico-rollout", "/opt/calico-rollout", "/etc/calico", "/opt/calico", "/var/lib/calico",
+    "/var/run/calico",
     "/etc/docker", CNI_CONF_DIR, CNI_PLUGIN_DIR, "/etc/mesosphere/roles",
 ]
 DAEMON_NAMES = {"dockerd", "mesos-agent", "etcd", "systemctl"}  # systemctl: clients and restart jobs
