@@ -330,11 +330,9 @@ impl HostRun {
         // whose turn comes is staged whole before the next host starts, so
         // the first batch is ready first. Pulls and downloads use the
         // agent's bandwidth, not ours, and need no slot.
-        actions.sort_by_key(|(_, a)| !matches!(a, Action::Stage { .. }));
-        let uploads = actions
-            .iter()
-            .filter(|(_, a)| matches!(a, Action::Stage { .. }))
-            .count();
+        let is_upload = |(_, a): &(usize, Action)| matches!(a, Action::Stage { .. });
+        actions.sort_by_key(|x| !is_upload(x));
+        let uploads = actions.partition_point(is_upload);
         let mut slot = None;
         if uploads > 0 {
             slot = Some(policy.uploads.acquire().await.expect("never closed"));
