@@ -91,6 +91,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Show environment values in plan's container diffs (masked by
+    /// default: they may hold credentials).
+    #[arg(long)]
+    pub show_secrets: bool,
+
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -23,6 +23,8 @@ pub struct Config {
     pub json: bool,
     /// Hash every managed file on the agents.
     pub verify: bool,
+    /// Keep environment values in plan's diffs.
+    pub show_secrets: bool,
     pub resume: bool,
     pub pause_after_canary: bool,
     /// Where the run journal lives.
@@ -65,6 +67,7 @@ pub fn from_command(command: &Command) -> Result<Config, Error> {
         mode,
         json: args.json,
         verify: args.verify,
+        show_secrets: args.show_secrets,
         resume,
         pause_after_canary,
         state_dir,

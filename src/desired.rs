@@ -20,6 +20,9 @@ pub const NODE_CONTAINER: &str = "calico-node";
 pub const LIBNETWORK_CONTAINER: &str = "calico-libnetwork";
 /// The container label that records which spec a container was started from.
 pub const SPEC_LABEL: &str = "org.projectcalico.rollout.spec";
+/// The container label that records its `docker run` options (a JSON
+/// list), so that a plan can say which options a replacement changes.
+pub const OPTIONS_LABEL: &str = "org.projectcalico.rollout.options";
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -26,6 +26,11 @@ pub const UNITS: [&str; 4] = [
     "dcos-mesos-slave-public",
 ];
 
+/// The probe's records of file contents are keyed by this and the path.
+pub const TEXT_RECORD: &str = "text:";
+/// The record that says the probe read the text files (there may be none).
+pub const TEXTS_READ: &str = "texts";
+
 #[derive(Debug, Clone)]
 pub struct Facts {
     /// `dockerd --version`, parsed; `Err` carries why it could not be read.
@@ -38,6 +43,9 @@ pub struct Facts {
     pub hashes: BTreeMap<String, String>,
     /// The agent's daemon.json, when it exists.
     pub daemon_json: Option<Vec<u8>>,
+    /// Remote path → bytes of the managed text files that exist; `None`
+    /// unless the probe was asked for them (plan, to show diffs).
+    pub texts: Option<BTreeMap<String, Vec<u8>>>,
     pub containers: BTreeMap<String, Container>,
     /// The images docker already has, normalised (`docker.io/` and
     /// `library/` dropped, `:latest` added).
@@ -93,6 +101,16 @@ pub struct Unit {
 }
 
 impl Facts {
+    /// What the agent's copy of a managed text file holds: `Some(None)`
+    /// when it has none, `None` when the probe did not read it.
+    pub fn text(&self, path: &str) -> Option<Option<&[u8]>> {
+        match self.texts.as_ref()?.get(path) {
+            Some(bytes) => Some(Some(bytes)),
+            None if self.hashes.contains_key(path) => None,
+            None => Some(None),
+        }
+    }
+
     pub fn unit(&self, name: &str) -> Unit {
         self.units.get(name).cloned().unwrap_or_default()
     }
@@ -107,6 +125,9 @@ pub struct Container {
     pub restarting: bool,
     pub policy: String,
     pub spec_hash: Option<String>,
+    /// The `docker run` options it was started with, when calico-rollout
+    /// started it (they are recorded in a label).
+    pub options: Option<Vec<String>>,
 }
 
 /// Why a host could not be probed.
@@ -276,6 +297,14 @@ pub fn from_records(probes: &BTreeMap<String, Record>) -> Result<Facts, ProbeErr
         units: parse_units(&get("units")?.out),
         hashes,
         daemon_json,
+        texts: probes.contains_key(TEXTS_READ).then(|| {
+            probes
+                .iter()
+                .filter_map(|(k, r)| Some((k.strip_prefix(TEXT_RECORD)?, r)))
+                .filter(|(_, r)| r.code == 0)
+                .map(|(path, r)| (path.to_string(), r.out.clone()))
+                .collect()
+        }),
         containers: parse_containers(inspected),
         images: parse_images(inspected),
         staged: lines(get("staged")?),
@@ -355,10 +384,11 @@ fn parse_containers(out: &[u8]) -> BTreeMap<String, Container> {
         .filter(|v| v.get("State").is_some())
         .filter_map(|v| serde_json::from_value::<InspectEntry>(v).ok())
         .map(|e| {
-            let spec_hash = e
-                .config
-                .labels
-                .and_then(|mut l| l.remove(desired::SPEC_LABEL));
+            let mut labels = e.config.labels.unwrap_or_default();
+            let spec_hash = labels.remove(desired::SPEC_LABEL);
+            let options = labels
+                .remove(desired::OPTIONS_LABEL)
+                .and_then(|o| serde_json::from_str(&o).ok());
             (
                 e.name.trim_start_matches('/').to_string(),
                 Container {
@@ -368,6 +398,7 @@ fn parse_containers(out: &[u8]) -> BTreeMap<String, Container> {
                     restarting: e.state.restarting,
                     policy: e.host_config.restart_policy.name,
                     spec_hash,
+                    options,
                 },
             )
         })
@@ -480,7 +511,8 @@ Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=inactive\nS
 
     #[test]
     fn containers_carry_what_a_replacement_needs() {
-        let out = br#"[{"Id": "abc", "Name": "/calico-node", "Config": {"Image": "calico/node:v1", "Labels": {"org.projectcalico.rollout.spec": "s1"}},
+        let out = br#"[{"Id": "abc", "Name": "/calico-node", "Config": {"Image": "calico/node:v1", "Labels": {"org.projectcalico.rollout.spec": "s1",
+            "org.projectcalico.rollout.options": "[\"--net=host\", \"--restart=always\"]"}},
             "State": {"Running": true, "Restarting": true}, "HostConfig": {"RestartPolicy": {"Name": "always"}}}]"#;
         let c = &parse_containers(out)["calico-node"];
         assert_eq!(parse_images(out).len(), 0);
@@ -493,6 +525,7 @@ Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=inactive\nS
                 restarting: true,
                 policy: "always".into(),
                 spec_hash: Some("s1".into()),
+                options: Some(vec!["--net=host".into(), "--restart=always".into()]),
             }
         );
     }

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod controller;
 mod desired;
+mod diff;
 mod error;
 mod exec;
 mod facts;
@@ -153,6 +154,7 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         journal,
         layout: Layout::default(),
         verify: config.verify,
+        show_secrets: config.show_secrets,
     };
     let connector = Arc::new(transport::ssh::SshConnector::new());
     let report = exec::run(connector, config.hosts, done, opts, reporter).await;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::batches::Batch;
 use super::host::HostRun;
-use crate::report::Estimate;
+use crate::report::{BatchEstimate, Estimate};
 use crate::step::StepName;
-use crate::steps::Plan;
+use crate::steps::{Action, Plan};
 
 /// A restart and its gate on a healthy agent, per step.
 fn step_cost(step: StepName) -> Duration {
@@ -40,20 +40,61 @@ fn host_cost(run: &HostRun, min_healthy: Duration) -> Duration {
     cost
 }
 
+/// What a host's turn takes down: each unit it restarts and each
+/// container it starts or replaces, in step order.
+fn disruptions(run: &HostRun) -> Vec<String> {
+    run.plans
+        .iter()
+        .filter_map(|p| match &p.plan {
+            Plan::Change(c) => Some(c),
+            _ => None,
+        })
+        .flat_map(|c| {
+            let restart = c.restart.as_ref().map(|r| r.unit.clone());
+            let container = c.apply.iter().find_map(|a| match a {
+                Action::ReplaceContainer(spec) => Some(format!("{} (container)", spec.name)),
+                Action::StartContainer { name } => Some(format!("{name} (container)")),
+                _ => None,
+            });
+            restart.into_iter().chain(container)
+        })
+        .collect()
+}
+
 pub fn estimate(runs: &[HostRun], batches: &[Batch], min_healthy: Duration) -> Estimate {
-    Estimate {
-        batches: batches.len(),
-        largest: batches.iter().map(|b| b.hosts.len()).max().unwrap_or(0),
-        total: batches
-            .iter()
-            .map(|b| {
-                b.hosts
+    let per_batch: Vec<BatchEstimate> = batches
+        .iter()
+        .map(|b| {
+            let mut restarts: Vec<String> = Vec::new();
+            for &i in &b.hosts {
+                for d in disruptions(&runs[i]) {
+                    if !restarts.contains(&d) {
+                        restarts.push(d);
+                    }
+                }
+            }
+            BatchEstimate {
+                canary: b.canary,
+                hosts: b
+                    .hosts
+                    .iter()
+                    .map(|&i| runs[i].agent.name.clone())
+                    .collect(),
+                restarts,
+                took: b
+                    .hosts
                     .iter()
                     .map(|&i| host_cost(&runs[i], min_healthy))
                     .max()
-                    .unwrap_or_default()
-            })
-            .sum(),
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    Estimate {
+        batches: batches.len(),
+        largest: batches.iter().map(|b| b.hosts.len()).max().unwrap_or(0),
+        total: per_batch.iter().map(|b| b.took).sum(),
+        per_batch,
     }
 }
 
@@ -83,5 +124,17 @@ mod tests {
         // of watching: 53 s a batch.
         assert_eq!(e.total, Duration::from_secs(106));
         assert_eq!((e.batches, e.largest), (2, 2));
+        assert_eq!(e.per_batch[0].hosts, ["agent-1"]);
+        assert!(e.per_batch[0].canary && !e.per_batch[1].canary);
+        assert_eq!(
+            e.per_batch[1].restarts,
+            [
+                "calico-etcd-proxy",
+                "docker",
+                "dcos-mesos-slave",
+                "calico-libnetwork (container)",
+                "calico-node (container)"
+            ]
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::Mode;
 use super::error::StepError;
 use super::session::HostSession;
+use crate::diff::Diff;
 use crate::inventory::Agent;
 use crate::layout::Layout;
 use crate::remote;
@@ -131,6 +132,7 @@ impl HostRun {
                     message: reason.clone(),
                     restarted: false,
                     restarts: 0,
+                    diff: Vec::new(),
                 })
             })
             .collect();
@@ -181,12 +183,29 @@ impl HostRun {
                 run.finish(i, status, message, None);
             }
         }
+        run.attach_diffs(false);
         // A refused step stops the steps after it, as a failure would.
         if let Some(first) = run.first_failure() {
             run.state = HostState::Failed;
             run.skip_rest(&format!("not run: {first} failed"), None);
         }
         run
+    }
+
+    /// A dry run's cells carry their changes' diffs, environment values
+    /// masked unless `show_secrets`.
+    pub fn attach_diffs(&mut self, show_secrets: bool) {
+        for (plan, result) in self.plans.iter().zip(&mut self.results) {
+            if let (Plan::Change(c), Some(r)) = (&plan.plan, result)
+                && r.status == Status::Changed
+            {
+                r.diff = if show_secrets {
+                    c.diffs.clone()
+                } else {
+                    c.diffs.iter().map(Diff::masked).collect()
+                };
+            }
+        }
     }
 
     pub fn set_target_run(&mut self, run: Option<String>) {
@@ -297,6 +316,7 @@ impl HostRun {
             message,
             restarted: restarts > 0,
             restarts,
+            diff: Vec::new(),
         });
     }
 
@@ -495,6 +515,7 @@ impl HostRun {
                     message: "not run".into(),
                     restarted: false,
                     restarts: 0,
+                    diff: Vec::new(),
                 })
             })
             .collect();

@@ -70,6 +70,8 @@ pub struct Options {
     pub layout: Layout,
     /// Hash every managed file, trusting no install manifest.
     pub verify: bool,
+    /// Keep environment values in plan's diffs.
+    pub show_secrets: bool,
 }
 
 static INTERNAL_ERROR: AtomicBool = AtomicBool::new(false);
@@ -128,6 +130,7 @@ fn resumed(index: usize, agent: Agent, steps: &[JournalStep]) -> HostRun {
             },
             restarted: false,
             restarts: 0,
+            diff: Vec::new(),
         });
     }
     run.resumed = true;
@@ -203,6 +206,7 @@ pub async fn run<C: Connector>(
         lock: opts.lock.clone(),
         layout: opts.layout.clone(),
         verify: opts.verify,
+        show_secrets: opts.show_secrets,
         deadline: policy.command_timeout,
         reporter: reporter.clone(),
         fleet: fleet.clone(),
@@ -228,6 +232,7 @@ pub async fn run<C: Connector>(
                     lock: &args.lock,
                     layout: &args.layout,
                     verify: args.verify,
+                    show_secrets: args.show_secrets,
                     deadline: args.deadline,
                     reporter: args.reporter.clone(),
                 };
@@ -330,6 +335,7 @@ struct PreflightArgs<C: Connector> {
     lock: LockRequest,
     layout: Layout,
     verify: bool,
+    show_secrets: bool,
     deadline: Duration,
     reporter: Arc<dyn Reporter>,
     fleet: Arc<Fleet<C>>,

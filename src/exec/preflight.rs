@@ -33,6 +33,8 @@ pub struct Preflight<'a, C: Connector> {
     pub layout: &'a Layout,
     /// Hash every managed file, trusting no manifest.
     pub verify: bool,
+    /// Keep environment values in plan's diffs.
+    pub show_secrets: bool,
     pub deadline: Duration,
     pub reporter: Arc<dyn Reporter>,
 }
@@ -79,6 +81,9 @@ impl<C: Connector> Preflight<'_, C> {
             Mode::Apply | Mode::Plan => (steps::plan_host(&agent, &want, &facts), None),
         };
         let mut run = HostRun::planned(index, agent, plans, self.mode == Mode::Plan);
+        if self.show_secrets {
+            run.attach_diffs(true);
+        }
         run.set_target_run(target);
         run
     }
@@ -100,8 +105,11 @@ impl<C: Connector> Preflight<'_, C> {
                     remote::lock::acquire(&self.lock.owner, takeover.as_deref(), self.deadline)
                 }
             };
-            let script =
-                remote::probe::locked(&lock, want, self.layout, self.verify, self.deadline);
+            let reads = remote::probe::Reads {
+                verify: self.verify,
+                texts: self.mode == Mode::Plan,
+            };
+            let script = remote::probe::locked(&lock, want, self.layout, reads, self.deadline);
             let out = session
                 .run_raw(&script, Stdin::Empty)
                 .await

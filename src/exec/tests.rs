@@ -344,6 +344,7 @@ async fn a_converged_host_costs_two_round_trips() {
         journal: None,
         layout: Layout::default(),
         verify: false,
+        show_secrets: false,
     };
     let report = super::run(
         Arc::new(ScriptedConnector(script.clone())),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::Script;
 use super::history::{mark_undone, printf_literal, write_record};
-use crate::desired::{ContainerSpec, SPEC_LABEL};
+use crate::desired::{ContainerSpec, OPTIONS_LABEL, SPEC_LABEL};
 use crate::history::retired_name;
 use crate::layout::Layout;
 use crate::shell::{Cmd, quote};
@@ -27,6 +27,11 @@ pub fn run_command(spec: &ContainerSpec) -> Cmd {
         .arg(spec.env_file.path.as_str())
         .arg("--label")
         .arg(format!("{SPEC_LABEL}={}", spec.spec_hash))
+        .arg("--label")
+        .arg(format!(
+            "{OPTIONS_LABEL}={}",
+            serde_json::to_string(&spec.options).expect("strings serialize")
+        ))
         .args(&spec.options)
         .arg(spec.image.as_str())
 }

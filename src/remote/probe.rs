@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::Script;
 use crate::desired::{self, Desired};
-use crate::facts::{NOT_ROOT, UNITS};
+use crate::facts::{NOT_ROOT, TEXT_RECORD, TEXTS_READ, UNITS};
 use crate::layout::Layout;
 use crate::shell::{Cmd, quote};
 
@@ -95,11 +95,23 @@ fn hashes_fn(layout: &Layout) -> String {
     )
 }
 
+/// How much the probe reads beyond what the planners need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reads {
+    /// Hash every managed file, trusting no manifest.
+    pub verify: bool,
+    /// Bring back the managed text files' contents, for `plan`'s diffs.
+    pub texts: bool,
+}
+
 /// The probe's own part of a script (the lock may come before it).
-pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
+pub fn probe_body(want: &Desired, layout: &Layout, reads: Reads) -> String {
     let mut files: Vec<String> = Vec::new();
+    // Small rendered files only: binaries are compared by hash alone.
+    let mut texts: Vec<String> = Vec::new();
     if let Some(p) = &want.etcd_proxy {
         files.push(p.unit_file.path.to_string());
+        texts.push(p.unit_file.path.to_string());
         if let desired::EtcdRuns::Managed(bin) = &p.binary {
             files.push(bin.path.to_string());
         }
@@ -107,6 +119,7 @@ pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
     if let Some(c) = &want.cni {
         files.extend(c.binaries.iter().map(|b| b.path.to_string()));
         files.push(c.config.path.to_string());
+        texts.push(c.config.path.to_string());
     }
     let containers: Vec<&desired::ContainerSpec> = [&want.libnetwork, &want.node]
         .into_iter()
@@ -114,6 +127,7 @@ pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
         .collect();
     for c in &containers {
         files.push(c.env_file.path.to_string());
+        texts.push(c.env_file.path.to_string());
     }
     let etcd_binary = want
         .etcd_proxy
@@ -156,8 +170,18 @@ pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
         "if [ \"$r\" = 0 ]; then q inspect {inspect}; else out inspect 1 ''; fi\n\
          p dockerd_version dockerd --version\n",
     ));
+    if reads.texts {
+        s.push_str(&format!("out {TEXTS_READ} 0 ''\n"));
+        for t in &texts {
+            s.push_str(&format!(
+                "f {} {}\n",
+                quote(&format!("{TEXT_RECORD}{t}")),
+                quote(t)
+            ));
+        }
+    }
     if !files.is_empty() {
-        let verify = if verify { "1" } else { "0" };
+        let verify = if reads.verify { "1" } else { "0" };
         s.push_str(&format!(
             "q hashes hashes {verify} {}\n",
             files.iter().map(|f| quote(f)).collect::<Vec<_>>().join(" ")
@@ -193,7 +217,7 @@ pub fn locked(
     lock: &Script,
     want: &Desired,
     layout: &Layout,
-    verify: bool,
+    reads: Reads,
     deadline: Duration,
 ) -> Script {
     Script::new(
@@ -207,7 +231,7 @@ pub fn locked(
              {body}",
             root = root_check(),
             lock = quote(&lock.text),
-            body = probe_body(want, layout, verify),
+            body = probe_body(want, layout, reads),
         ),
     )
 }
@@ -215,13 +239,18 @@ pub fn locked(
 /// The probe alone, as `locked` runs it after the lock.
 #[cfg(test)]
 pub fn probe(want: &Desired, layout: &Layout, deadline: Duration) -> Script {
+    probe_reading(want, layout, Reads::default(), deadline)
+}
+
+#[cfg(test)]
+pub fn probe_reading(want: &Desired, layout: &Layout, reads: Reads, deadline: Duration) -> Script {
     Script::new(
         "the facts probe",
         deadline,
         format!(
             "{}{RECORD_HELPERS}{}",
             root_check(),
-            probe_body(want, layout, false)
+            probe_body(want, layout, reads)
         ),
     )
 }
@@ -392,7 +421,13 @@ printf 'Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=ina
                     quote(lock_says)
                 ),
             );
-            let script = locked(&lock, &desired(), &layout, false, Duration::from_secs(5));
+            let script = locked(
+                &lock,
+                &desired(),
+                &layout,
+                Reads::default(),
+                Duration::from_secs(5),
+            );
             let out = sh_with_env(&script.text, b"", Some(bin.path()), &env(state.path()));
             assert!(out.status.success());
             crate::facts::records(&out.stdout).unwrap()
@@ -523,5 +558,43 @@ printf 'Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=ina
         let out = sh_with_env(&script, b"", Some(bin.path()), &env(state.path()));
         let facts = parse(Some(0), &out.stdout, &out.stderr).unwrap();
         assert_eq!(facts.mesos_ip.as_deref(), Some("172.18.0.5"));
+    }
+
+    #[test]
+    fn plan_reads_the_managed_text_files_whole_and_apply_does_not() {
+        let want = desired();
+        let cni = want.cni.as_ref().unwrap().config.path.to_string();
+        let state = tempfile::tempdir().unwrap();
+        let local = state.path().join("calico.cni");
+        // No trailing newline lost, no bytes added.
+        std::fs::write(&local, b"{\"name\": \"calico\"}\n\n").unwrap();
+        let layout = Layout::at(state.path().to_str().unwrap());
+        let bin = tempfile::tempdir().unwrap();
+        for (name, body) in &AGENT {
+            stub(bin.path(), name, body);
+        }
+        let read = |texts: bool| {
+            let reads = Reads {
+                verify: false,
+                texts,
+            };
+            let script = probe_reading(&want, &layout, reads, Duration::from_secs(30))
+                .text
+                .replace(&cni, local.to_str().unwrap());
+            let out = sh_with_env(&script, b"", Some(bin.path()), &env(state.path()));
+            parse(Some(0), &out.stdout, &out.stderr).unwrap()
+        };
+        let facts = read(true);
+        let texts = facts.texts.as_ref().expect("texts were read");
+        assert_eq!(
+            texts.get(local.to_str().unwrap()).map(Vec::as_slice),
+            Some(&b"{\"name\": \"calico\"}\n\n"[..])
+        );
+        assert_eq!(
+            facts.text("/etc/calico/calico-node.env"),
+            Some(None),
+            "a file the agent lacks is known to be absent"
+        );
+        assert_eq!(read(false).texts, None);
     }
 }

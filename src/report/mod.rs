@@ -2,12 +2,14 @@
 //! code that summarises it. `render` prints it for people; the model itself
 //! serialises to the `--json` form.
 
+mod diffs;
 mod events;
 mod hosts;
 mod render;
 
 use serde::Serialize;
 
+use crate::diff::Diff;
 use crate::step::StepName;
 
 pub use events::{Event, Reporter};
@@ -58,6 +60,10 @@ pub struct StepResult {
     pub restarted: bool,
     /// How many restarts of a service it took, a revert's included.
     pub restarts: u32,
+    /// For `plan`: what the change does, file by file and container by
+    /// container. Environment values are masked unless asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<Diff>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,12 +98,25 @@ pub enum Halt {
 }
 
 /// How long `apply` would take, as `plan` sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Estimate {
     pub batches: usize,
     /// Hosts in the largest batch.
     pub largest: usize,
     pub total: std::time::Duration,
+    pub per_batch: Vec<BatchEstimate>,
+}
+
+/// One batch of the rollout `plan` foresees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchEstimate {
+    pub canary: bool,
+    pub hosts: Vec<String>,
+    /// The services that restart in it (units, and containers started or
+    /// replaced), in step order.
+    pub restarts: Vec<String>,
+    /// Its slowest host's restarts, gates and watch.
+    pub took: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +150,7 @@ pub fn host_with(statuses: &[Status]) -> HostReport {
                 message: String::new(),
                 restarted: false,
                 restarts: 0,
+                diff: Vec::new(),
             })
             .collect(),
     }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::diffs::diff_lines;
 use super::hosts::compact;
 use super::{Halt, HostReport, Report, Status, StepResult};
 use crate::step::StepName;
@@ -204,6 +205,9 @@ fn plan_lines(host: &HostReport) -> String {
             }
         };
         let _ = writeln!(out, "  {:<11} {what}", step.step.as_str());
+        for line in step.diff.iter().flat_map(diff_lines) {
+            let _ = writeln!(out, "{:14}{line}", "");
+        }
     }
     out
 }
@@ -254,13 +258,43 @@ pub fn render_plan(report: &Report) -> String {
         let _ = writeln!(
             out,
             "apply would roll in {} batch(es) of up to {} host(s) and take about {} \
-             (restarts and health gates, then min_healthy, batch after batch)",
+             (restarts and health gates, then min_healthy, batch after batch):",
             e.batches,
             e.largest,
-            humantime::format_duration(std::time::Duration::from_secs(e.total.as_secs())),
+            about(e.total),
         );
+        for (n, b) in e.per_batch.iter().enumerate().take(BATCHES_SHOWN) {
+            let hosts: Vec<&str> = b.hosts.iter().map(String::as_str).collect();
+            let _ = writeln!(
+                out,
+                "  batch {}{} {}: restarts {}; about {}",
+                n + 1,
+                if b.canary { " (canary)" } else { "" },
+                compact(&hosts),
+                if b.restarts.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    b.restarts.join(", ")
+                },
+                about(b.took),
+            );
+        }
+        if e.per_batch.len() > BATCHES_SHOWN {
+            let _ = writeln!(
+                out,
+                "  … and {} more batch(es)",
+                e.per_batch.len() - BATCHES_SHOWN
+            );
+        }
     }
     out
+}
+
+/// A plan of a few hundred hosts still fits a screen.
+const BATCHES_SHOWN: usize = 12;
+
+fn about(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
 }
 
 #[cfg(test)]
@@ -279,6 +313,7 @@ mod tests {
                     message: message.into(),
                     restarted: false,
                     restarts: 0,
+                    diff: Vec::new(),
                 })
                 .collect(),
         }

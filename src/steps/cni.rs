@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Action, Change, Gate, Plan, Restart, add_binary, differs, pending_restart};
+use super::{Action, Change, Gate, Plan, Restart, add_binary, differs, file_diff, pending_restart};
 use crate::desired::CniDesired;
 use crate::facts::Facts;
 use crate::inventory::{Agent, RemotePath, Role};
@@ -73,6 +73,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
     let config_changed = differs(facts, &want.config);
     if config_changed {
         change.summary.push(format!("write {}", want.config.path));
+        change.diffs.extend(file_diff(facts, &want.config, true));
         let mut install = Action::install(&want.config, facts);
         if let Action::Install(i) = &mut install {
             i.pending = Some(unit.into());

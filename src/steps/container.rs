@@ -5,7 +5,37 @@
 
 use super::{Action, Change, Gate, Plan, differs};
 use crate::desired::ContainerSpec;
+use crate::diff::{Diff, options, options_diff};
 use crate::facts::{Facts, normalize_image};
+
+/// What starting `spec` changes against the container the host runs now.
+/// Environment changes need the env file's contents: without them (apply
+/// does not read them) the list is empty.
+fn container_diff(spec: &ContainerSpec, facts: &Facts) -> Diff {
+    let running = facts.containers.get(spec.name);
+    let (options_added, options_removed, options_unknown) =
+        match running.map(|c| c.options.as_deref()) {
+            None => (options(&spec.options), Vec::new(), false),
+            Some(Some(old)) => {
+                let (added, removed) = options_diff(old, &spec.options);
+                (added, removed, false)
+            }
+            Some(None) => (Vec::new(), Vec::new(), true),
+        };
+    let env = match facts.text(spec.env_file.path.as_str()) {
+        Some(old) => Diff::env(old, &spec.env_file.content),
+        None => Vec::new(),
+    };
+    Diff::Container {
+        name: spec.name.to_string(),
+        from_image: running.map(|c| c.image.clone()),
+        to_image: spec.image.to_string(),
+        options_added,
+        options_removed,
+        options_unknown,
+        env,
+    }
+}
 
 pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan {
     let Some(spec) = want else {
@@ -39,6 +69,9 @@ pub fn plan(section: &str, want: Option<&ContainerSpec>, facts: &Facts) -> Plan 
         }
         Some(_) => None,
     };
+    if start.is_some() || env_changed {
+        change.diffs.push(container_diff(spec, facts));
+    }
     if let Some(summary) = start {
         change.summary.push(summary);
         if !facts.images.contains(&normalize_image(spec.image.as_str())) {
@@ -125,5 +158,54 @@ mod tests {
         assert!(c.stage.is_empty());
         assert!(matches!(c.apply[..], [Action::ReplaceContainer(_)]));
         assert!(matches!(plan("node", None, &converged), Plan::Skipped(_)));
+    }
+
+    #[test]
+    fn a_replacement_says_what_changes_in_image_options_and_environment() {
+        let want = desired();
+        let spec = want.node.as_ref().unwrap();
+        let mut facts = converged_facts(&want);
+        let running = facts.containers.get_mut("calico-node").unwrap();
+        running.image = "calico/node:v2.6.11".into();
+        running.spec_hash = Some("old".into());
+        running.options = Some(vec!["--net=host".into(), "--privileged".into()]);
+        facts.texts = Some(
+            [(
+                spec.env_file.path.to_string(),
+                b"ETCD_ENDPOINTS=http://old:2379\nSTALE=1\n".to_vec(),
+            )]
+            .into(),
+        );
+        facts.hashes.remove(spec.env_file.path.as_str());
+        let Plan::Change(c) = plan("node", Some(spec), &facts) else {
+            panic!()
+        };
+        let [
+            Diff::Container {
+                from_image,
+                options_added,
+                options_removed,
+                env,
+                ..
+            },
+        ] = &c.diffs[..]
+        else {
+            panic!("{:?}", c.diffs)
+        };
+        assert_eq!(from_image.as_deref(), Some("calico/node:v2.6.11"));
+        assert_eq!(options_removed, &["--privileged"]);
+        assert!(options_added.contains(&"--restart=always".to_string()));
+        let keys: Vec<&str> = env.iter().map(|k| k.key.as_str()).collect();
+        assert!(
+            keys.contains(&"ETCD_ENDPOINTS") && keys.contains(&"STALE"),
+            "{keys:?}"
+        );
+
+        // Without the file's contents (apply), no environment is claimed.
+        facts.texts = None;
+        let Plan::Change(c) = plan("node", Some(spec), &facts) else {
+            panic!()
+        };
+        assert!(matches!(&c.diffs[..], [Diff::Container { env, .. }] if env.is_empty()));
     }
 }

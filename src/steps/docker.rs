@@ -9,6 +9,7 @@ use super::{
     Action, Change, Expect, FileCheck, Gate, Install, Plan, Restart, Source, Undo, pending_restart,
 };
 use crate::desired::{DAEMON_JSON_PATH, DOCKER_UNIT, DockerDesired, sha256_hex};
+use crate::diff::Diff;
 use crate::facts::{Facts, Version};
 
 /// Keys Docker 23.0 removed: dockerd 23+ refuses to start with any of them.
@@ -154,6 +155,11 @@ pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
         change.summary.push(format!(
             "set {} in {DAEMON_JSON_PATH}",
             changed_keys.join(", ")
+        ));
+        change.diffs.push(Diff::json(
+            DAEMON_JSON_PATH,
+            facts.daemon_json.as_deref(),
+            &bytes,
         ));
         change.apply.push(Action::Install(Box::new(Install {
             target: DAEMON_JSON_PATH.parse().expect("valid path"),
@@ -319,6 +325,19 @@ mod tests {
             panic!("fresh agent needs a change")
         };
         assert_eq!(c.summary[0], "set cluster-store in /etc/docker/daemon.json");
+        let [
+            Diff::Json {
+                keys, unchanged, ..
+            },
+        ] = &c.diffs[..]
+        else {
+            panic!("{:?}", c.diffs)
+        };
+        assert_eq!(
+            (keys[0].key.as_str(), keys[0].new.as_deref(), keys.len()),
+            ("cluster-store", Some(r#""etcd://127.0.0.1:2379""#), 1)
+        );
+        assert_eq!(*unchanged, 1, "debug stays as it was");
         assert_eq!(
             c.restart.unwrap().gate,
             Gate::Docker {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Action, Change, Gate, Plan, Restart, add_binary, differs, pending_restart};
+use super::{Action, Change, Gate, Plan, Restart, add_binary, differs, file_diff, pending_restart};
 use crate::desired::{ETCD_PROXY_UNIT, EtcdProxyDesired, EtcdRuns};
 use crate::facts::Facts;
 
@@ -39,6 +39,9 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
         change
             .summary
             .push(format!("write {}", want.unit_file.path));
+        change
+            .diffs
+            .extend(file_diff(facts, &want.unit_file, false));
         let mut install = Action::install(&want.unit_file, facts);
         if let Action::Install(i) = &mut install {
             i.pending = Some(unit.into());

@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub use crate::step::{StepName, Undo};
 
 use crate::desired::{Binary, BinaryFrom, ContainerSpec, Desired, ManagedFile};
+use crate::diff::Diff;
 use crate::facts::Facts;
 use crate::inventory::{Agent, RemotePath};
 
@@ -178,6 +179,9 @@ pub struct Restart {
 pub struct Change {
     /// What will change, in words, for `plan` and the report.
     pub summary: Vec<String>,
+    /// What will change, in detail, for `plan`: only where the probe read
+    /// what the agent has now.
+    pub diffs: Vec<Diff>,
     /// Uploads and pulls that can happen before the host's batch.
     pub stage: Vec<Action>,
     /// The changes themselves.
@@ -291,6 +295,17 @@ pub(crate) fn add_binary(
 /// A restart that an earlier, interrupted run left undone.
 fn pending_restart(facts: &Facts, unit: &str) -> bool {
     facts.pending.contains(unit)
+}
+
+/// How the host's copy of `file` would change, when the probe read it;
+/// JSON files key by key.
+fn file_diff(facts: &Facts, file: &ManagedFile, json: bool) -> Option<Diff> {
+    let old = facts.text(file.path.as_str())?;
+    Some(if json {
+        Diff::json(file.path.as_str(), old, &file.content)
+    } else {
+        Diff::text(file.path.as_str(), old, &file.content)
+    })
 }
 
 /// Whether the host's copy of `file` differs from the desired one.

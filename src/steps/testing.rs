@@ -136,6 +136,7 @@ pub fn fresh_facts() -> Facts {
         ]),
         hashes: BTreeMap::new(),
         daemon_json: Some(br#"{"debug": false}"#.to_vec()),
+        texts: None,
         containers: BTreeMap::new(),
         images: BTreeSet::new(),
         staged: BTreeSet::new(),
@@ -177,6 +178,7 @@ pub fn converged_facts(want: &Desired) -> Facts {
                 restarting: false,
                 policy: "always".into(),
                 spec_hash: Some(c.spec_hash.clone()),
+                options: Some(c.options.clone()),
             },
         );
         f.images.insert(c.image.to_string());
