@@ -308,6 +308,70 @@ fn plan_writes_nothing() {
 }
 
 #[test]
+fn plan_shows_what_each_file_and_container_would_become() {
+    let c = cluster();
+    let on_agent: Value =
+        serde_json::from_slice(&read("agent-1", DAEMON_JSON).expect("agents have a daemon.json"))
+            .unwrap();
+    let keys_before = on_agent.as_object().unwrap().len();
+
+    let plan = c.run("plan", &c.inventory(), &[]);
+    assert_eq!(plan.code, 2, "changes are pending");
+    let diff = plan.diff("agent-1", "docker");
+    assert_eq!(
+        diff,
+        json!([{"kind": "json", "path": DAEMON_JSON, "created": false,
+                "keys": [{"key": "cluster-store", "change": "added", "new": "\"etcd://127.0.0.1:2379\""}],
+                "unchanged": keys_before}]),
+        "only the added key is named; every key the agent had stays"
+    );
+    assert!(
+        plan.stderr.contains(&format!(
+            "              /etc/docker/daemon.json:\n                + cluster-store: \"etcd://127.0.0.1:2379\"\n                ({keys_before} keys unchanged)\n"
+        )),
+        "{}",
+        plan.stderr
+    );
+
+    // A converged cluster, then a new image and a new secret in the environment.
+    let mut inv = c.inventory();
+    assert_eq!(c.run("apply", &inv, &[]).code, 0);
+    inv["node"]["image"] = json!("calico/node:v2.6.11");
+    inv["node"]["env"]["ETCD_PASSWORD"] = json!("hunter2-secret");
+    let plan = c.run("plan", &inv, &[]);
+    assert_eq!(plan.code, 2);
+    assert_eq!(plan.status("agent-1", "docker"), "ok");
+    let node = &plan.diff("agent-1", "node")[0];
+    assert_eq!(node["kind"], "container");
+    assert_eq!(node["from_image"], "calico/node:v2.6.12");
+    assert_eq!(node["to_image"], "calico/node:v2.6.11");
+    assert_eq!(
+        node["options_added"],
+        json!([]),
+        "the options did not change"
+    );
+    assert_eq!(
+        node["env"],
+        json!([{"key": "ETCD_PASSWORD", "change": "added", "masked": true}])
+    );
+    assert!(
+        plan.stderr
+            .contains("+ env ETCD_PASSWORD (value hidden; --show-secrets shows it)"),
+        "{}",
+        plan.stderr
+    );
+    for out in [&plan.stdout, &plan.stderr] {
+        assert!(!out.contains("hunter2"), "a secret was printed: {out}");
+    }
+    let shown = c.run("plan", &inv, &["--show-secrets"]);
+    assert!(
+        shown.stderr.contains("+ env ETCD_PASSWORD=hunter2-secret"),
+        "{}",
+        shown.stderr
+    );
+}
+
+#[test]
 fn docker_23_agent_is_refused_and_its_daemon_json_left_untouched() {
     let c = cluster();
     exec("agent-3", "echo 24.0.7 > /etc/fake-faults/docker-version");

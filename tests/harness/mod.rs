@@ -197,6 +197,12 @@ impl Run {
             .to_string()
     }
 
+    /// What plan says the step's change does (`[]` when it says nothing).
+    pub fn diff(&self, host: &str, step: &str) -> Value {
+        let cell = self.cell(host, step);
+        cell.get("diff").cloned().unwrap_or_else(|| json!([]))
+    }
+
     fn cell(&self, host: &str, step: &str) -> Value {
         let report = self.json();
         let h = report
