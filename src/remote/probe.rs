@@ -95,7 +95,9 @@ fn hashes_fn(layout: &Layout) -> String {
     )
 }
 
-/// The probe's own part of a script (the lock may come before it).
+/// The probe's own part of a script (the lock may come before it). It
+/// leaves what `detect_ip` printed in `$detected`, for checks that follow
+/// in the same script (`remote::status`), so that it runs once.
 pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
     let mut files: Vec<String> = Vec::new();
     if let Some(p) = &want.etcd_proxy {
@@ -169,6 +171,7 @@ pub fn probe_body(want: &Desired, layout: &Layout, verify: bool) -> String {
          q pending lsd {}\n\
          p etcd_binary test -x {}\n\
          q mesos_ip {}\n\
+         if [ \"$r\" = 0 ]; then detected=$o; else detected=; fi\n\
          q history history_dump\n",
         quote(desired::DAEMON_JSON_PATH),
         quote(&layout.stage_dir()),
