@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::Script;
 use super::gate::{self, Identity};
-use super::probe::{DETECT_IP, RECORD_HELPERS, probe_body, root_check};
+use super::probe::{RECORD_HELPERS, probe_body, root_check};
 use crate::desired::Desired;
 use crate::facts::{self, Facts, ProbeError, Record};
 use crate::inventory::Agent;
@@ -176,6 +176,7 @@ fn check_answer(
 mod tests {
     use super::*;
     use crate::inventory::Role;
+    use crate::remote::probe::DETECT_IP;
     use crate::remote::testing::{sh_with_env, stub};
     use crate::steps::testing::{agent, desired};
 
