@@ -142,7 +142,7 @@ mod tests {
     use crate::inventory::Role;
     use crate::report::status::{DriftStatus, Standing};
     use crate::steps::testing::{agent, converged_facts, desired, fresh_facts};
-    use crate::transport::testing::{NoConnector, Scripted, ScriptedConnector};
+    use crate::transport::testing::{NoConnector, Reply, Scripted, ScriptedConnector};
 
     fn reading(facts: Facts) -> Reading {
         Reading {
@@ -216,6 +216,24 @@ mod tests {
         assert_eq!(
             got.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(),
             ["agent-1", "agent-2"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_that_never_answers_is_unreadable_at_its_deadline() {
+        let scripted = Arc::new(Scripted::default());
+        scripted.on("", Reply::Hang);
+        let hosts = vec![(agent(Role::Private), desired())];
+        let started = tokio::time::Instant::now();
+        let got = status(Arc::new(ScriptedConnector(scripted)), hosts, &options()).await;
+        // The agent's own bound, its kill grace and the wire's slack.
+        assert_eq!(started.elapsed(), Duration::from_secs(40));
+        let Err(e) = &got[0].seen else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            e.reason,
+            "reading the agent's status did not finish within 30s"
         );
     }
 }
