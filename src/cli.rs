@@ -31,6 +31,11 @@ pub enum Command {
     Rollback(RunArgs),
     /// Remove the agents' calico-rollout locks that a dead run left behind.
     Unlock(UnlockArgs),
+    /// Show what every agent runs, its health, lock and last run, and its
+    /// drift from the inventory per step; take no lock, write nothing.
+    /// Exit 0 converged, 2 drift, 4 some agent could not be read or a
+    /// step would be refused.
+    Status(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,7 +111,7 @@ impl Command {
         match self {
             Command::Apply(a) => &a.run,
             Command::Unlock(a) => &a.run,
-            Command::Plan(a) | Command::Rollback(a) => a,
+            Command::Plan(a) | Command::Rollback(a) | Command::Status(a) => a,
         }
     }
 }

@@ -51,7 +51,7 @@ pub fn from_command(command: &Command) -> Result<Config, Error> {
         .collect::<Result<Vec<_>, Error>>()?;
     let (mode, resume, pause_after_canary) = match command {
         Command::Apply(a) => (Mode::Apply, a.resume, a.pause_after_canary),
-        Command::Plan(_) | Command::Unlock(_) => (Mode::Plan, false, false),
+        Command::Plan(_) | Command::Unlock(_) | Command::Status(_) => (Mode::Plan, false, false),
         Command::Rollback(_) => (Mode::Rollback, false, false),
     };
     let state_dir = match &args.state_dir {

@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use crate::inventory::InventoryError;
 use crate::journal::JournalError;
+use crate::report::status::{Standing, StatusReport};
 use crate::report::{Halt, HostReport, Report};
 use crate::templates::RenderError;
 
@@ -99,6 +100,17 @@ pub fn report_exit_code(report: &Report) -> i32 {
     }
 }
 
+/// The exit code of `status`, with `plan`'s meanings: 0 every host was
+/// read and is converged, 2 drift, 4 some host could not be read or
+/// some step would be refused.
+pub fn status_exit_code(report: &StatusReport) -> i32 {
+    match report.standing() {
+        Standing::Converged => exit::SUCCESS,
+        Standing::Drifted => exit::CHANGES_PENDING,
+        Standing::Refused | Standing::Unreadable => exit::HOST_FAILED,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +159,46 @@ mod tests {
         assert_eq!(code(&plan(vec![converged.clone()])), 0);
         assert_eq!(code(&plan(vec![converged.clone(), fine.clone()])), 2);
         assert_eq!(code(&plan(vec![fine, gone, converged])), 4);
+    }
+
+    #[test]
+    fn status_exit_codes_say_whether_the_fleet_is_converged() {
+        use crate::report::status::{DriftStatus, HostStatus, Unread, converged_host};
+        let fleet = |hosts| StatusReport {
+            inventory_path: "cluster.yaml".into(),
+            inventory_sha256: String::new(),
+            hosts,
+        };
+        let with = |name: &str, status: DriftStatus| {
+            let mut h = converged_host(name);
+            if let Ok(s) = &mut h.seen {
+                s.drift[1].status = status;
+            }
+            h
+        };
+        let gone = HostStatus {
+            host: "pub-1".into(),
+            seen: Err(Unread {
+                unreachable: true,
+                reason: "timed out".into(),
+            }),
+        };
+        let code = |r: &StatusReport| status_exit_code(r);
+        assert_eq!(
+            code(&fleet(vec![
+                converged_host("a1"),
+                with("a2", DriftStatus::Skipped)
+            ])),
+            0
+        );
+        assert_eq!(
+            code(&fleet(vec![
+                converged_host("a1"),
+                with("a2", DriftStatus::Drift)
+            ])),
+            2
+        );
+        assert_eq!(code(&fleet(vec![with("a2", DriftStatus::Refused)])), 4);
+        assert_eq!(code(&fleet(vec![with("a2", DriftStatus::Drift), gone])), 4);
     }
 }

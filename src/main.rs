@@ -92,8 +92,10 @@ fn main() -> color_eyre::Result<()> {
 }
 
 async fn run(cli: &Cli) -> Result<i32, Error> {
-    if let Command::Unlock(args) = &cli.command {
-        return unlock(args).await;
+    match &cli.command {
+        Command::Unlock(args) => return unlock(args).await,
+        Command::Status(_) => return status(&cli.command).await,
+        _ => {}
     }
     let config = config::from_command(&cli.command)?;
     eprintln!(
@@ -171,6 +173,37 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         writeln!(out, "{}", report.to_json())?;
     }
     Ok(error::report_exit_code(&report))
+}
+
+/// `status`: reads every agent, prints the grouped view on stderr (and
+/// `--json` on stdout); the exit code says whether the fleet is converged.
+async fn status(command: &Command) -> Result<i32, Error> {
+    let config = config::from_command(command)?;
+    eprintln!(
+        "calico-rollout status: {} agent(s) from {} (sha256 {})",
+        config.hosts.len(),
+        config.inventory.path.display(),
+        &config.inventory.hash[..12],
+    );
+    let opts = exec::status::Options {
+        forks: config.forks,
+        layout: Layout::default(),
+        verify: config.verify,
+        deadline: config.inventory.rollout.command_timeout,
+    };
+    let connector = Arc::new(transport::ssh::SshConnector::new());
+    let hosts = exec::status::status(connector, config.hosts, &opts).await;
+    let report = report::status::StatusReport {
+        inventory_path: config.inventory.path.display().to_string(),
+        inventory_sha256: config.inventory.hash.clone(),
+        hosts,
+    };
+    eprint!("\n{}", report::render_status(&report));
+    if config.json {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", report.to_json())?;
+    }
+    Ok(error::status_exit_code(&report))
 }
 
 async fn unlock(args: &cli::UnlockArgs) -> Result<i32, Error> {

@@ -21,6 +21,7 @@ mod preflight;
 mod record;
 mod revert;
 mod session;
+pub mod status;
 #[cfg(test)]
 mod tests;
 mod unlock;

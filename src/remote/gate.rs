@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::Script;
 use super::service::journal_tail;
 use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT};
-use crate::shell::Cmd;
+use crate::shell::{Cmd, quote};
 use crate::steps::Gate;
 
 /// The unit properties that say which process the unit is.
@@ -61,25 +61,47 @@ fn unit_check(unit: &str) -> String {
 }
 
 fn curl(url: &str, unit: &str) -> String {
+    curl_word(&quote(url), unit)
+}
+
+/// `curl` of a URL given as a shell word (quoted, or holding a variable).
+fn curl_word(url: &str, unit: &str) -> String {
     // --globoff: an IPv6 address in brackets is not a glob range.
     format!(
-        "if ! {}; then {}; exit 1; fi\n",
+        "if ! {} -- {url}; then {}; exit 1; fi\n",
         Cmd::new("curl")
             .arg("-fsS")
             .arg("--globoff")
             .arg("--max-time")
             .arg("3")
             .arg("-o")
-            .arg("/dev/null")
-            .arg("--")
-            .arg(url),
+            .arg("/dev/null"),
         journal_tail(unit),
     )
 }
 
+/// The Mesos gate's check, for a script that learns the address on the
+/// agent itself: `var` names a shell variable holding the host part of
+/// the URL (an IPv6 address already in brackets).
+pub(crate) fn mesos_check_at(unit: &str, var: &str, port: u16) -> String {
+    format!(
+        "{}{}",
+        unit_check(unit),
+        curl_word(&format!("\"http://${{{var}}}:{port}/health\""), unit)
+    )
+}
+
+/// The cluster store the docker gate's check printed, as `docker info`
+/// has it (empty when docker runs without one).
+pub(crate) fn cluster_store_in(out: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(out);
+    let store = properties(&text).get("ClusterStore").copied()?.to_string();
+    serde_json::from_str(&store).ok()
+}
+
 /// One check of one gate, as a block of shell. Exit 0 is needed but not
 /// enough: `reading` reads what it printed.
-fn check(gate: &Gate) -> String {
+pub(crate) fn check(gate: &Gate) -> String {
     match gate {
         Gate::EtcdGateway => format!(
             "{}{}",
@@ -235,8 +257,7 @@ pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity
     }
     match gate {
         Gate::Docker { cluster_store } => {
-            let store = props.get("ClusterStore").copied().unwrap_or_default();
-            let got: String = serde_json::from_str(store).unwrap_or_default();
+            let got = cluster_store_in(out).unwrap_or_default();
             if let Some(want) = cluster_store
                 && &got != want
             {

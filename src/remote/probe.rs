@@ -104,7 +104,9 @@ pub struct Reads {
     pub texts: bool,
 }
 
-/// The probe's own part of a script (the lock may come before it).
+/// The probe's own part of a script (the lock may come before it). It
+/// leaves what `detect_ip` printed in `$detected`, for checks that follow
+/// in the same script (`remote::status`), so that it runs once.
 pub fn probe_body(want: &Desired, layout: &Layout, reads: Reads) -> String {
     let mut files: Vec<String> = Vec::new();
     // Small rendered files only: binaries are compared by hash alone.
@@ -193,6 +195,7 @@ pub fn probe_body(want: &Desired, layout: &Layout, reads: Reads) -> String {
          q pending lsd {}\n\
          p etcd_binary test -x {}\n\
          q mesos_ip {}\n\
+         if [ \"$r\" = 0 ]; then detected=$o; else detected=; fi\n\
          q history history_dump\n",
         quote(desired::DAEMON_JSON_PATH),
         quote(&layout.stage_dir()),

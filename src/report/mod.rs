@@ -6,6 +6,8 @@ mod diffs;
 mod events;
 mod hosts;
 mod render;
+pub mod status;
+mod status_view;
 
 use serde::Serialize;
 
@@ -14,6 +16,7 @@ use crate::step::StepName;
 
 pub use events::{Event, Reporter};
 pub use render::{render_plan, render_table};
+pub use status_view::render_status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
