@@ -279,6 +279,7 @@ mod tests {
                     message: message.into(),
                     restarted: false,
                     restarts: 0,
+                    duration_ms: 0,
                 })
                 .collect(),
         }
