@@ -463,6 +463,7 @@ impl HostRun {
             }
             None => self.settle(session, policy, reporter).await,
         }
+        session.set_step(None);
     }
 
     /// The host went through: its history says so, and what older runs

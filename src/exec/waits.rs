@@ -45,16 +45,25 @@ pub fn change(change: &Change) -> String {
 pub fn stage(action: &Action) -> String {
     match action {
         Action::Stage { local, size, .. } => format!(
-            "uploading {} ({:.1} MiB)",
+            "uploading {} ({})",
             local.file_name().map_or_else(
                 || local.display().to_string(),
                 |n| n.to_string_lossy().into()
             ),
-            *size as f64 / (1 << 20) as f64
+            bytes(*size)
         ),
         Action::Pull { image } => format!("pulling {image}"),
         Action::Download { url, .. } => format!("downloading {url}"),
         other => format!("{other:?}"),
+    }
+}
+
+/// A file size as people read it.
+fn bytes(n: u64) -> String {
+    match n {
+        n if n < 1 << 10 => format!("{n} bytes"),
+        n if n < 1 << 20 => format!("{} KiB", n.div_ceil(1 << 10)),
+        n => format!("{:.1} MiB", n as f64 / (1 << 20) as f64),
     }
 }
 
@@ -111,6 +120,8 @@ mod tests {
             size: 3 << 19,
         };
         assert_eq!(stage(&upload), "uploading calico (1.5 MiB)");
+        assert_eq!(bytes(244), "244 bytes");
+        assert_eq!(bytes(5000), "5 KiB");
         assert_eq!(
             watch(&[
                 mesos,
