@@ -220,13 +220,13 @@ impl Bars {
                 deadline,
             } => self.host(host, |bar| {
                 // The elapsed time restarts with each wait, against its own
-                // deadline.
+                // deadline, before the new wait is drawn.
+                bar.reset_elapsed();
                 bar.set_style(style(&format!(
                     "    {{prefix:14}} {{msg}} ({{elapsed}} of {})",
                     secs(*deadline)
                 )));
                 bar.set_message(format!("{step}: {what}"));
-                bar.reset_elapsed();
             }),
             Event::Command { .. } => {
                 if let Some(text) = plain_line(event, verbosity) {
