@@ -218,6 +218,7 @@ fn write_atomically(path: &std::path::Path, text: &str) -> Result<(), Error> {
 }
 
 async fn unlock(args: &cli::UnlockArgs) -> Result<i32, Error> {
+    let started = std::time::SystemTime::now();
     let inventory = inventory::load(&args.run.inventory)?;
     let agents = config::select(&inventory.agents, &args.run.limit)?;
     let forks = args.run.forks.map(usize::from).unwrap_or(agents.len());
@@ -259,12 +260,16 @@ async fn unlock(args: &cli::UnlockArgs) -> Result<i32, Error> {
                 serde_json::json!({"host": host, "status": status, "message": message})
             })
             .collect();
+        let info = report::RunInfo {
+            mode: "unlock",
+            run_id: controller::new_run_id(),
+            inventory_path: inventory.path.clone(),
+            inventory_sha256: inventory.hash.clone(),
+            started,
+            finished: std::time::SystemTime::now(),
+        };
         let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&json).expect("JSON")
-        )?;
+        writeln!(out, "{}", report::to_json_with(&info, &json))?;
     }
     Ok(code)
 }

@@ -3,13 +3,13 @@
 
 use serde::Serialize;
 
-use super::{HostReport, Report, RunInfo};
+use super::{Report, RunInfo};
 
 /// Bumped when a field changes meaning or goes away; new fields do not.
 const VERSION: u32 = 1;
 
 #[derive(Serialize)]
-struct Envelope<'a> {
+struct Envelope<'a, H: Serialize> {
     version: u32,
     mode: &'a str,
     run_id: &'a str,
@@ -17,7 +17,7 @@ struct Envelope<'a> {
     started: String,
     finished: String,
     halted: Option<Halted<'a>>,
-    hosts: &'a [HostReport],
+    hosts: H,
 }
 
 #[derive(Serialize)]
@@ -34,6 +34,15 @@ struct Halted<'a> {
 
 /// The report as one JSON object, for stdout.
 pub fn to_json(report: &Report, info: &RunInfo) -> String {
+    envelope(info, report.halt.as_ref(), &report.hosts)
+}
+
+/// The same object around another command's hosts (`unlock`'s).
+pub fn to_json_with<H: Serialize>(info: &RunInfo, hosts: H) -> String {
+    envelope(info, None, hosts)
+}
+
+fn envelope<H: Serialize>(info: &RunInfo, halt: Option<&super::Halt>, hosts: H) -> String {
     let envelope = Envelope {
         version: VERSION,
         mode: info.mode,
@@ -44,11 +53,11 @@ pub fn to_json(report: &Report, info: &RunInfo) -> String {
         },
         started: humantime::format_rfc3339_seconds(info.started).to_string(),
         finished: humantime::format_rfc3339_seconds(info.finished).to_string(),
-        halted: report.halt.as_ref().map(|h| Halted {
+        halted: halt.map(|h| Halted {
             kind: h.kind(),
             reason: h.reason(),
         }),
-        hosts: &report.hosts,
+        hosts,
     };
     serde_json::to_string_pretty(&envelope).expect("report serializes")
 }
@@ -131,5 +140,17 @@ pub(super) mod tests {
             v["halted"],
             serde_json::json!({"kind": "budget", "reason": "1 of 4 host(s) failed (agent-1)"})
         );
+    }
+
+    #[test]
+    fn unlock_uses_the_same_object_around_its_own_hosts() {
+        let mut unlock = info();
+        unlock.mode = "unlock";
+        let hosts = [serde_json::json!({"host": "agent-1", "status": "removed", "message": "x"})];
+        let v: serde_json::Value = serde_json::from_str(&to_json_with(&unlock, hosts)).unwrap();
+        assert_eq!(v["mode"], "unlock");
+        assert_eq!(v["version"], 1);
+        assert!(v["halted"].is_null());
+        assert_eq!(v["hosts"][0]["status"], "removed");
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::step::StepName;
 
 pub use events::{Event, Reporter};
-pub use json::to_json;
+pub use json::{to_json, to_json_with};
 pub use junit::to_junit;
 pub use render::{render_plan, render_table};
 
