@@ -9,11 +9,13 @@ use clap::{Args, Parser, Subcommand};
     name = "calico-rollout",
     version,
     about = "Install and upgrade Calico on every DC/OS agent over SSH, in rolling batches",
-    after_help = "Exit status: 0 all hosts ok/changed/skipped; 2 bad command line, inventory or template; \
+    after_help = "Exit status: 0 all hosts ok/changed/skipped (plan: nothing would change); \
+                  2 plan only: some step would change; \
                   3 too many hosts failed preflight, nothing changed; 4 some host failed; \
                   5 failure budget exceeded, later batches not started; 6 paused after the canary batch; \
                   130 interrupted (Ctrl-C/SIGTERM), journal saved, locks released; \
-                  131 aborted by a second Ctrl-C; 1 internal error."
+                  131 aborted by a second Ctrl-C; 64 bad command line, inventory, template or --resume; \
+                  1 internal error."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -82,9 +84,15 @@ pub struct RunArgs {
     #[arg(short = 'f', long = "forks", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub forks: Option<u16>,
 
-    /// Print the report as JSON on stdout (progress still goes to stderr).
+    /// Print the report as one JSON object on stdout (progress still goes
+    /// to stderr).
     #[arg(long)]
     pub json: bool,
+
+    /// Also write the report as JUnit XML to FILE: one testsuite per host,
+    /// one testcase per step (plan, apply and rollback).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 
     /// Hash every managed file on the agents, instead of trusting the
     /// manifest of what was installed where a file's stat is unchanged.
@@ -101,9 +109,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub show_secrets: bool,
 
-    /// More log output on stderr (-v info, -vv debug).
+    /// More output on stderr: -v each remote command as it starts, -vv
+    /// debug logs too.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Print only the recap (and errors) on stderr: no progress.
+    #[arg(short = 'q', long = "quiet", conflicts_with = "verbose")]
+    pub quiet: bool,
 }
 
 impl Command {

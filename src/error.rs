@@ -67,6 +67,11 @@ pub enum Error {
     },
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
+    #[error("cannot write the report file {}: {source}", path.display())]
+    ReportFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -79,7 +84,7 @@ impl Error {
             | Error::Journal(_)
             | Error::NothingToResume(_)
             | Error::OpenFiles { .. } => exit::USAGE,
-            Error::Output(_) => exit::INTERNAL,
+            Error::Output(_) | Error::ReportFile { .. } => exit::INTERNAL,
         }
     }
 }

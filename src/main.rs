@@ -61,9 +61,10 @@ fn main() -> color_eyre::Result<()> {
         let _ = e.print();
         std::process::exit(if e.use_stderr() { exit::USAGE } else { 0 })
     });
+    // -v shows the remote commands as progress events; -vv adds the
+    // debug logs.
     let level = match cli.command.args().verbose {
-        0 => "warn",
-        1 => "info",
+        0 | 1 => "warn",
         _ => "debug",
     };
     tracing_subscriber::fmt()
@@ -97,18 +98,30 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         Command::Status(_) => return status(&cli.command).await,
         _ => {}
     }
+    let started = std::time::SystemTime::now();
+    let args = cli.command.args();
+    let verbosity = match (args.quiet, args.verbose) {
+        (true, _) => ui::Verbosity::Quiet,
+        (false, 0) => ui::Verbosity::Normal,
+        (false, _) => ui::Verbosity::Verbose,
+    };
+    let say = |text: String| {
+        if verbosity != ui::Verbosity::Quiet {
+            eprintln!("{text}");
+        }
+    };
     let config = config::from_command(&cli.command)?;
-    eprintln!(
-        "calico-rollout {}: {} agent(s) from {} (sha256 {})",
-        match config.mode {
-            Mode::Apply => "apply",
-            Mode::Plan => "plan",
-            Mode::Rollback => "rollback",
-        },
+    let mode = match config.mode {
+        Mode::Apply => "apply",
+        Mode::Plan => "plan",
+        Mode::Rollback => "rollback",
+    };
+    say(format!(
+        "calico-rollout {mode}: {} agent(s) from {} (sha256 {})",
         config.hosts.len(),
         config.inventory.path.display(),
         &config.inventory.hash[..12],
-    );
+    ));
 
     let run_id = controller::new_run_id();
     let mut done = BTreeMap::new();
@@ -125,11 +138,11 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
                 .filter(|(name, _)| finished.contains(*name))
                 .map(|(name, entry)| (name.clone(), entry.steps.clone()))
                 .collect();
-            eprintln!(
+            say(format!(
                 "resuming run {}: {} host(s) already done",
                 old.run_id,
                 done.len()
-            );
+            ));
             takeover_from = Some(old.run_id.clone());
             old.adopt(&run_id);
             Some((old, config.state_dir.clone()))
@@ -141,7 +154,7 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         Mode::Plan | Mode::Rollback => None,
     };
 
-    let progress = Arc::new(ui::Progress::new());
+    let progress = Arc::new(ui::Progress::new(verbosity));
     let reporter: Arc<dyn Reporter> = progress.clone();
     let opts = exec::Options {
         forks: config.forks,
@@ -159,8 +172,20 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         show_secrets: config.show_secrets,
     };
     let connector = Arc::new(transport::ssh::SshConnector::new());
+    let info = report::RunInfo {
+        mode,
+        run_id: run_id.clone(),
+        inventory_path: config.inventory.path.clone(),
+        inventory_sha256: config.inventory.hash.clone(),
+        started,
+        finished: started,
+    };
     let report = exec::run(connector, config.hosts, done, opts, reporter).await;
     progress.finish();
+    let info = report::RunInfo {
+        finished: std::time::SystemTime::now(),
+        ..info
+    };
 
     let human = if report.dry_run {
         report::render_plan(&report)
@@ -168,9 +193,12 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
         report::render_table(&report)
     };
     eprint!("\n{human}");
+    if let Some(path) = &args.junit {
+        write_atomically(path, &report::to_junit(&report, &info))?;
+    }
     if config.json {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", report.to_json())?;
+        writeln!(out, "{}", report::to_json(&report, &info))?;
     }
     Ok(error::report_exit_code(&report))
 }
@@ -206,7 +234,26 @@ async fn status(command: &Command) -> Result<i32, Error> {
     Ok(error::status_exit_code(&report))
 }
 
+/// Writes a report file whole or not at all: a CI job never reads half
+/// of one, and a run that failed or stopped still leaves it.
+fn write_atomically(path: &std::path::Path, text: &str) -> Result<(), Error> {
+    let fail = |source: std::io::Error| Error::ReportFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    tmp.write_all(text.as_bytes()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
 async fn unlock(args: &cli::UnlockArgs) -> Result<i32, Error> {
+    let started = std::time::SystemTime::now();
     let inventory = inventory::load(&args.run.inventory)?;
     let agents = config::select(&inventory.agents, &args.run.limit)?;
     let forks = args.run.forks.map(usize::from).unwrap_or(agents.len());
@@ -248,12 +295,16 @@ async fn unlock(args: &cli::UnlockArgs) -> Result<i32, Error> {
                 serde_json::json!({"host": host, "status": status, "message": message})
             })
             .collect();
+        let info = report::RunInfo {
+            mode: "unlock",
+            run_id: controller::new_run_id(),
+            inventory_path: inventory.path.clone(),
+            inventory_sha256: inventory.hash.clone(),
+            started,
+            finished: std::time::SystemTime::now(),
+        };
         let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&json).expect("JSON")
-        )?;
+        writeln!(out, "{}", report::to_json_with(&info, &json))?;
     }
     Ok(code)
 }

@@ -431,9 +431,7 @@ fn limit_touches_only_the_selected_agents() {
     let run = c.run("apply", &c.inventory(), &["--limit", "agent-2,pub-*"]);
     assert_eq!(run.code, 0);
     let hosts: Vec<String> = run
-        .json()
-        .as_array()
-        .unwrap()
+        .hosts()
         .iter()
         .map(|h| h["host"].as_str().unwrap().to_string())
         .collect();

@@ -19,6 +19,14 @@ use crate::steps::Gate;
 use crate::steps::{Action, Change, Expect, Install, Source, merge_daemon_json};
 use crate::transport::{Connector, Stdin};
 
+/// How long one staging action may take on the agent.
+pub(super) fn stage_deadline(action: &Action, policy: &Policy) -> std::time::Duration {
+    match action {
+        Action::Stage { size, .. } => policy.upload_deadline(*size),
+        _ => policy.pull_timeout,
+    }
+}
+
 impl HostRun {
     /// One upload or image pull of the stage phase.
     pub(super) async fn stage_one<C: Connector>(
@@ -29,13 +37,9 @@ impl HostRun {
     ) -> Result<(), StepError> {
         session.touchable()?;
         match action {
-            Action::Stage {
-                local,
-                sha256,
-                size,
-            } => {
+            Action::Stage { local, sha256, .. } => {
                 let script =
-                    remote::files::stage(&policy.layout, sha256, policy.upload_deadline(*size));
+                    remote::files::stage(&policy.layout, sha256, stage_deadline(action, policy));
                 session
                     .run(&script, Stdin::File(local))
                     .await
@@ -98,6 +102,19 @@ impl HostRun {
             .as_ref()
             .map(|r| r.gate.clone())
             .or(change.gate.clone());
+        // The agent bounds each part of the change; the wait is their sum,
+        // and two gate checks when there is a gate.
+        let checks = if gate.is_some() { 2 } else { 0 };
+        reporter.event(Event::Waiting {
+            host: &self.agent.name,
+            step,
+            what: &super::waits::change(change),
+            deadline: todo
+                .iter()
+                .map(|r| r.item.script.deadline)
+                .sum::<std::time::Duration>()
+                + policy.command_timeout * checks,
+        });
         let mut passed = false;
         while !todo.is_empty() {
             session.touchable()?;
@@ -153,6 +170,12 @@ impl HostRun {
                 Some(r) => e.context(format!("{} restarted but is not healthy", r.unit)),
                 None => e,
             };
+            reporter.event(Event::Waiting {
+                host: &self.agent.name,
+                step,
+                what: &format!("waiting for {}", super::waits::gate(gate)),
+                deadline: policy.health_timeout,
+            });
             self.wait_healthy(session, gate, policy)
                 .await
                 .map_err(unhealthy)?;

@@ -11,6 +11,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::Mode;
 use super::error::StepError;
 use super::session::HostSession;
@@ -110,6 +112,8 @@ pub struct HostRun {
     next_seq: u32,
     /// Restarts per step, a revert's included.
     pub(super) restarts: [u32; 5],
+    /// Time spent on each step so far: its staging and its change.
+    pub(super) spent: [Duration; 5],
     /// For a rollback: the history run it takes back.
     pub(super) target_run: Option<String>,
     /// Bookkeeping for the host's next round trip (a pending restart's
@@ -133,6 +137,7 @@ impl HostRun {
                     restarted: false,
                     restarts: 0,
                     diff: Vec::new(),
+                    duration_ms: 0,
                 })
             })
             .collect();
@@ -157,6 +162,7 @@ impl HostRun {
             applied: Vec::new(),
             next_seq: 1,
             restarts: [0; 5],
+            spent: [Duration::ZERO; 5],
             target_run: None,
             deferred: Vec::new(),
             check_lock: false,
@@ -317,6 +323,7 @@ impl HostRun {
             restarted: restarts > 0,
             restarts,
             diff: Vec::new(),
+            duration_ms: u64::try_from(self.spent[i].as_millis()).unwrap_or(u64::MAX),
         });
     }
 
@@ -364,11 +371,23 @@ impl HostRun {
             if self.halt_on_failure(policy, reporter) {
                 return;
             }
-            if let Err(e) = self.stage_one(session, action, policy).await {
+            let step = StepName::ALL[*i];
+            session.set_step(Some(step));
+            reporter.event(Event::Waiting {
+                host: &self.agent.name,
+                step,
+                what: &super::waits::stage(action),
+                deadline: super::change::stage_deadline(action, policy),
+            });
+            let started = Instant::now();
+            let staged = self.stage_one(session, action, policy).await;
+            self.spent[*i] += started.elapsed();
+            if let Err(e) = staged {
                 self.state = HostState::Failed;
                 self.finish(*i, e.status(), e.to_string(), Some(reporter));
             }
         }
+        session.set_step(None);
         drop(slot);
         if self.halt_on_failure(policy, reporter) {
             return;
@@ -422,10 +441,13 @@ impl HostRun {
                 continue;
             };
             self.state = HostState::Changing(StepName::ALL[i]);
-            match self
+            session.set_step(Some(StepName::ALL[i]));
+            let started = Instant::now();
+            let changed = self
                 .apply_change(session, i, &change, policy, reporter)
-                .await
-            {
+                .await;
+            self.spent[i] += started.elapsed();
+            match changed {
                 Ok(()) => {
                     let summary = change.summary.join("; ");
                     self.finish(i, Status::Changed, summary, Some(reporter));
@@ -445,6 +467,13 @@ impl HostRun {
         }
         if failure.is_none() && !policy.min_healthy.is_zero() && !gates.is_empty() {
             self.state = HostState::Gated;
+            let watched: Vec<Gate> = gates.iter().map(|(_, g)| g.clone()).collect();
+            reporter.event(Event::Waiting {
+                host: &self.agent.name,
+                step: StepName::ALL[gates[0].0],
+                what: &super::waits::watch(&watched),
+                deadline: policy.min_healthy,
+            });
             failure = self.watch(session, &gates, policy).await.err();
         }
         match failure {
@@ -454,6 +483,7 @@ impl HostRun {
             }
             None => self.settle(session, policy, reporter).await,
         }
+        session.set_step(None);
     }
 
     /// The host went through: its history says so, and what older runs
@@ -516,6 +546,7 @@ impl HostRun {
                     restarted: false,
                     restarts: 0,
                     diff: Vec::new(),
+                    duration_ms: 0,
                 })
             })
             .collect();

@@ -25,6 +25,7 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 mod unlock;
+mod waits;
 
 pub use unlock::{Unlocked, unlock};
 
@@ -132,6 +133,7 @@ fn resumed(index: usize, agent: Agent, steps: &[JournalStep]) -> HostRun {
             restarted: false,
             restarts: 0,
             diff: Vec::new(),
+            duration_ms: 0,
         });
     }
     run.resumed = true;
@@ -379,6 +381,10 @@ async fn roll_out<C: Connector>(
         plan.canary = 0;
     }
     let batches = batches::split(&work, &plan, selected);
+    reporter.event(Event::RolloutStarted {
+        hosts: work.len(),
+        estimate: estimate::estimate(runs, &batches, opts.rollout.min_healthy).total,
+    });
 
     // Staging starts on every host at once, in batch order, and goes on in
     // the background: a batch starts as soon as its own hosts are staged,
@@ -455,6 +461,7 @@ async fn roll_out<C: Connector>(
             ));
         }
         if hosts.is_empty() {
+            hosts_finished(reporter.as_ref(), runs, &batch.hosts);
             continue;
         }
         let names: Vec<String> = hosts.iter().map(|&i| runs[i].agent.name.clone()).collect();
@@ -483,6 +490,7 @@ async fn roll_out<C: Connector>(
             },
         )
         .await;
+        hosts_finished(reporter.as_ref(), runs, &batch.hosts);
         record::save(record, runs, RunState::Running);
         if ended == Ended::Cut {
             return abort_halt(&format!("batch {} of {total}", index + 1));
@@ -507,6 +515,17 @@ async fn roll_out<C: Connector>(
         }
     }
     None
+}
+
+/// Tells the UI that a batch's hosts are through, those that failed to
+/// stage and so never started included.
+fn hosts_finished(reporter: &dyn Reporter, runs: &[HostRun], hosts: &[usize]) {
+    for &i in hosts {
+        reporter.event(Event::HostFinished {
+            host: &runs[i].agent.name,
+            failed: runs[i].failed(),
+        });
+    }
 }
 
 /// Releases this run's locks on every host it holds one on, connecting

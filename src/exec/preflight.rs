@@ -51,7 +51,7 @@ impl<C: Connector> Preflight<'_, C> {
         slot: &OnceLock<Arc<HostSession<C>>>,
     ) -> HostRun {
         let session = match HostSession::connect(self.connector.clone(), agent.clone()).await {
-            Ok(s) => Arc::new(s),
+            Ok(s) => Arc::new(s.reporting(self.reporter.clone())),
             Err(e) => {
                 let status = if e.is_unreachable() {
                     Status::Unreachable

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::inventory::Agent;
 use crate::remote::{Script, TIMED_OUT_EXITS};
+use crate::report::{Event, Reporter};
+use crate::step::StepName;
 use crate::transport::{Connector, ExecOutput, Stdin, Transport, TransportError};
 
 use super::error::StepError;
@@ -22,6 +24,9 @@ pub struct HostSession<C: Connector> {
     locked: AtomicBool,
     /// Why this run must not touch the host any more, once it must not.
     lost: Mutex<Option<String>>,
+    /// Told of every command as it starts (`-v`), with the step it is for.
+    reporter: Option<Arc<dyn Reporter>>,
+    step: Mutex<Option<StepName>>,
 }
 
 fn transport_error(e: TransportError, script: &Script) -> StepError {
@@ -44,7 +49,20 @@ impl<C: Connector> HostSession<C> {
             conn: tokio::sync::Mutex::new(Some(Arc::new(session))),
             locked: AtomicBool::new(false),
             lost: Mutex::new(None),
+            reporter: None,
+            step: Mutex::new(None),
         })
+    }
+
+    /// Every command this session runs from now on is an event too.
+    pub fn reporting(mut self, reporter: Arc<dyn Reporter>) -> Self {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    /// The step the host's next commands are for.
+    pub fn set_step(&self, step: Option<StepName>) {
+        *self.step.lock().unwrap_or_else(|p| p.into_inner()) = step;
     }
 
     fn sudo(&self) -> bool {
@@ -68,6 +86,14 @@ impl<C: Connector> HostSession<C> {
                 "the connection to the agent is gone".into(),
             ));
         };
+        if let Some(reporter) = &self.reporter {
+            reporter.event(Event::Command {
+                host: &self.agent.name,
+                step: *self.step.lock().unwrap_or_else(|p| p.into_inner()),
+                what: &script.what,
+                deadline: script.deadline,
+            });
+        }
         let result = conn
             .exec(
                 &script.command_line(self.sudo()),

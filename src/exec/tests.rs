@@ -364,3 +364,43 @@ async fn a_converged_host_costs_two_round_trips() {
     );
     assert!(sent[1].contains("rm -f -- \"$lock\""), "{}", sent[1]);
 }
+
+/// Keeps every event, as its debug text.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+impl Reporter for Recorder {
+    fn event(&self, e: Event<'_>) {
+        self.0.lock().unwrap().push(format!("{e:?}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_reports_what_it_waits_for_and_how_long_it_took() {
+    let (script, session, mut run) = docker_change().await;
+    // The restart never answers: the controller gives up at its deadline.
+    script.once("systemctl restart -- docker", Reply::Hang);
+    let events = Recorder::default();
+    let started = tokio::time::Instant::now();
+    run.roll(&session, &policy(), &events).await;
+    let took = started.elapsed();
+
+    let docker = run.results[1].as_ref().unwrap();
+    assert_eq!(docker.status, Status::Reverted, "{}", docker.message);
+    // The change took its whole deadline (at least the restart's 60 s);
+    // the revert after it is not the step's own time.
+    assert!(docker.duration_ms >= 60_000, "{}", docker.duration_ms);
+    assert!(
+        u128::from(docker.duration_ms) <= took.as_millis(),
+        "{} of {took:?}",
+        docker.duration_ms
+    );
+    // Steps the plan decided took no time.
+    assert_eq!(run.results[0].as_ref().unwrap().duration_ms, 0);
+    let events = events.0.lock().unwrap();
+    let waits: Vec<&String> = events.iter().filter(|e| e.starts_with("Waiting")).collect();
+    assert!(
+        waits[0].contains("restarting docker, waiting for the cluster store"),
+        "{waits:?}"
+    );
+    assert!(waits[0].contains("step: Docker"), "{waits:?}");
+}

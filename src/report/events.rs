@@ -1,6 +1,8 @@
 //! Progress events. The rollout emits them; only the UI layer decides how
 //! they look (bars on a terminal, plain lines elsewhere).
 
+use std::time::Duration;
+
 use super::Status;
 use crate::step::StepName;
 
@@ -21,11 +23,39 @@ pub enum Event<'a> {
         canary: bool,
         hosts: &'a [String],
     },
+    /// The batches begin: how many hosts they will work on, and how long
+    /// the plan says they take.
+    RolloutStarted {
+        hosts: usize,
+        estimate: Duration,
+    },
+    /// A host starts on something that takes a while, e.g. "restarting
+    /// docker, waiting for the cluster store", that must end within
+    /// `deadline` from now.
+    Waiting {
+        host: &'a str,
+        step: StepName,
+        what: &'a str,
+        deadline: Duration,
+    },
+    /// A remote command starts (shown with `-v`). `what` is its short
+    /// label; never its stdin.
+    Command {
+        host: &'a str,
+        step: Option<StepName>,
+        what: &'a str,
+        deadline: Duration,
+    },
     StepFinished {
         host: &'a str,
         step: StepName,
         status: Status,
         message: &'a str,
+    },
+    /// A host's turn in the rollout is over.
+    HostFinished {
+        host: &'a str,
+        failed: bool,
     },
     /// Something the operator should know right away (a halt, a retry).
     Notice(&'a str),

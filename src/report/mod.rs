@@ -1,10 +1,12 @@
 //! The outcome of a run: one row per host, one cell per step, and the exit
-//! code that summarises it. `render` prints it for people; the model itself
-//! serialises to the `--json` form.
+//! code that summarises it. `render` prints it for people, `json` and
+//! `junit` for machines.
 
 mod diffs;
 mod events;
 mod hosts;
+mod json;
+mod junit;
 mod render;
 pub mod status;
 mod status_view;
@@ -15,6 +17,8 @@ use crate::diff::Diff;
 use crate::step::StepName;
 
 pub use events::{Event, Reporter};
+pub use json::{to_json, to_json_with};
+pub use junit::to_junit;
 pub use render::{render_plan, render_table};
 pub use status_view::render_status;
 
@@ -67,6 +71,9 @@ pub struct StepResult {
     /// container. Environment values are masked unless asked for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<Diff>,
+    /// How long the executor spent on the step on this host; 0 when it
+    /// did not run (ok, skipped, decided by the plan).
+    pub duration_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +105,42 @@ pub enum Halt {
     Interrupted(String),
     /// A second Ctrl-C: stopped at once; steps in flight are `unknown`.
     Aborted(String),
+}
+
+impl Halt {
+    /// The `--json` name of the halt.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Halt::Preflight(_) => "preflight",
+            Halt::Budget(_) => "budget",
+            Halt::Paused(_) => "paused",
+            Halt::Interrupted(_) => "interrupted",
+            Halt::Aborted(_) => "aborted",
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Halt::Preflight(why)
+            | Halt::Budget(why)
+            | Halt::Paused(why)
+            | Halt::Interrupted(why)
+            | Halt::Aborted(why) => why,
+        }
+    }
+}
+
+/// What a report is about, for the machine-readable forms: which run, of
+/// which inventory, when.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// `apply`, `plan` or `rollback`.
+    pub mode: &'static str,
+    pub run_id: String,
+    pub inventory_path: std::path::PathBuf,
+    pub inventory_sha256: String,
+    pub started: std::time::SystemTime,
+    pub finished: std::time::SystemTime,
 }
 
 /// How long `apply` would take, as `plan` sees it.
@@ -132,12 +175,6 @@ pub struct Report {
     pub estimate: Option<Estimate>,
 }
 
-impl Report {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&self.hosts).expect("report serializes")
-    }
-}
-
 /// A host whose steps ended with `statuses`, for tests of what reads a
 /// report.
 #[cfg(test)]
@@ -154,27 +191,8 @@ pub fn host_with(statuses: &[Status]) -> HostReport {
                 restarted: false,
                 restarts: 0,
                 diff: Vec::new(),
+                duration_ms: 0,
             })
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_shape_is_one_object_per_host() {
-        let r = Report {
-            dry_run: false,
-            hosts: vec![host_with(&[Status::Changed; 5])],
-            halt: None,
-            estimate: None,
-        };
-        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
-        assert_eq!(v[0]["host"], "agent-1");
-        assert_eq!(v[0]["steps"][0]["step"], "etcd-proxy");
-        assert_eq!(v[0]["steps"][0]["status"], "changed");
-        assert_eq!(v[0]["steps"][0]["message"], "");
     }
 }

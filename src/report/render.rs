@@ -314,6 +314,7 @@ mod tests {
                     restarted: false,
                     restarts: 0,
                     diff: Vec::new(),
+                    duration_ms: 0,
                 })
                 .collect(),
         }

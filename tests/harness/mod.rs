@@ -177,9 +177,19 @@ pub struct Run {
 }
 
 impl Run {
+    /// The `--json` object: the run, its inventory, why it halted, and
+    /// `hosts`.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// The report's hosts, each with its steps.
+    pub fn hosts(&self) -> Vec<Value> {
+        self.json()["hosts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("--json output has no hosts:\n{}", self.stdout))
+            .clone()
     }
 
     /// The status of one host's step, e.g. `status("agent-1", "docker")`.
@@ -204,10 +214,8 @@ impl Run {
     }
 
     fn cell(&self, host: &str, step: &str) -> Value {
-        let report = self.json();
-        let h = report
-            .as_array()
-            .unwrap()
+        let h = self
+            .hosts()
             .iter()
             .find(|h| h["host"] == host)
             .unwrap_or_else(|| panic!("{host} not in report"))
@@ -224,7 +232,7 @@ impl Run {
     /// Every (host, step, status) cell of the report.
     pub fn cells(&self) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
-        for h in self.json().as_array().unwrap() {
+        for h in &self.hosts() {
             for s in h["steps"].as_array().unwrap() {
                 out.push((
                     h["host"].as_str().unwrap().to_string(),
