@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::Script;
 use super::service::journal_tail;
-use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT};
+use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT, TLS_CA, TLS_CERT, TLS_KEY};
 use crate::shell::Cmd;
 use crate::steps::Gate;
 
@@ -60,19 +60,21 @@ fn unit_check(unit: &str) -> String {
     )
 }
 
-fn curl(url: &str, unit: &str) -> String {
-    // --globoff: an IPv6 address in brackets is not a glob range.
+fn curl(url: &str, unit: &str, options: &[(&str, &str)]) -> String {
+    let mut cmd = Cmd::new("curl")
+        .arg("-fsS")
+        // --globoff: an IPv6 address in brackets is not a glob range.
+        .arg("--globoff")
+        .arg("--max-time")
+        .arg("3")
+        .arg("-o")
+        .arg("/dev/null");
+    for (flag, value) in options {
+        cmd = cmd.arg(flag).arg(value);
+    }
     format!(
         "if ! {}; then {}; exit 1; fi\n",
-        Cmd::new("curl")
-            .arg("-fsS")
-            .arg("--globoff")
-            .arg("--max-time")
-            .arg("3")
-            .arg("-o")
-            .arg("/dev/null")
-            .arg("--")
-            .arg(url),
+        cmd.arg("--").arg(url),
         journal_tail(unit),
     )
 }
@@ -81,10 +83,25 @@ fn curl(url: &str, unit: &str) -> String {
 /// enough: `reading` reads what it printed.
 fn check(gate: &Gate) -> String {
     match gate {
-        Gate::EtcdGateway => format!(
+        Gate::EtcdGateway { tls: false } => format!(
             "{}{}",
             unit_check(ETCD_PROXY_UNIT),
-            curl("http://127.0.0.1:2379/health", ETCD_PROXY_UNIT)
+            curl("http://127.0.0.1:2379/health", ETCD_PROXY_UNIT, &[])
+        ),
+        // The gateway passes TLS through: the client certificate is the
+        // one every other client on the agent presents.
+        Gate::EtcdGateway { tls: true } => format!(
+            "{}{}",
+            unit_check(ETCD_PROXY_UNIT),
+            curl(
+                "https://127.0.0.1:2379/health",
+                ETCD_PROXY_UNIT,
+                &[
+                    ("--cacert", TLS_CA),
+                    ("--cert", TLS_CERT),
+                    ("--key", TLS_KEY)
+                ],
+            )
         ),
         Gate::Docker { .. } => format!(
             "{}printf 'ClusterStore='\nif ! {}; then {}; exit 1; fi\n",
@@ -108,7 +125,7 @@ fn check(gate: &Gate) -> String {
             format!(
                 "{}{}",
                 unit_check(unit),
-                curl(&format!("http://{host}:{port}/health"), unit)
+                curl(&format!("http://{host}:{port}/health"), unit, &[])
             )
         }
         Gate::Container { name } => format!(
@@ -212,7 +229,7 @@ pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity
     let text = String::from_utf8_lossy(out);
     let props = properties(&text);
     let unit = match gate {
-        Gate::EtcdGateway => Some(ETCD_PROXY_UNIT),
+        Gate::EtcdGateway { .. } => Some(ETCD_PROXY_UNIT),
         Gate::Docker { .. } => Some(DOCKER_UNIT),
         Gate::Mesos { unit, .. } => Some(unit.as_str()),
         Gate::Container { .. } => None,
@@ -246,7 +263,7 @@ pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity
             }
             Ok(unit_identity(DOCKER_UNIT, &props))
         }
-        Gate::EtcdGateway | Gate::Mesos { .. } => {
+        Gate::EtcdGateway { .. } | Gate::Mesos { .. } => {
             Ok(unit_identity(unit.expect("a unit gate"), &props))
         }
         Gate::Container { name } => {

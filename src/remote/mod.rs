@@ -16,6 +16,7 @@ pub mod history;
 pub mod lock;
 pub mod probe;
 pub mod service;
+pub mod tls;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -15,6 +15,7 @@ mod rollout;
 mod sections;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::fmt;
 use std::fs;
