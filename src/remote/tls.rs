@@ -45,7 +45,7 @@ pub fn loopback(members: &[String], deadline: Duration) -> Script {
         );
         checks.push_str(&format!(
             "o=$({curl} 2>&1); r=$?\n\
-             printf '%s %s %s\\n' {m} \"$r\" \"$(printf '%s' \"$o\" | tr '\\n' ' ')\"\n",
+             printf '%s %s %s\\n' {m} \"$r\" \"$(printf '%s\\n' \"$o\" | head -n 1)\"\n",
             m = quote(m),
         ));
     }

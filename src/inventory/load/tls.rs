@@ -165,7 +165,7 @@ fn check_pem(content: &[u8], kind: Kind) -> Result<(), String> {
             return Err("has a PEM block that never ends".into());
         };
         let len = end_at + "-----END ".len() + close + "-----".len();
-        let (label, _) = pem_rfc7468::decode_vec(block[..len].as_bytes())
+        let (label, _) = pem_rfc7468::decode_vec(&block.as_bytes()[..len])
             .map_err(|e| format!("has a PEM block that does not decode ({e})"))?;
         if !kind.accepts(label) {
             return Err(format!("holds a {label:?} PEM block"));
