@@ -397,6 +397,40 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_gate_presents_the_client_certificate_when_tls_is_on() {
+        let bin = tempfile::tempdir().unwrap();
+        let seen = bin.path().join("curl-args");
+        stub(
+            bin.path(),
+            "systemctl",
+            "printf 'ActiveState=active\\nSubState=running\\nMainPID=7\\nNRestarts=0\\nActiveEnterTimestampMonotonic=1\\n'",
+        );
+        stub(
+            bin.path(),
+            "curl",
+            &format!("printf '%s\\n' \"$*\" > {}", seen.display()),
+        );
+        let tls = [Gate::EtcdGateway { tls: true }];
+        let out = sh_with_path(
+            &gates(&tls, Duration::from_secs(10)).text,
+            b"",
+            Some(bin.path()),
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert!(readings(&tls, &out.stdout)[0].is_ok());
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap(),
+            format!(
+                "-fsS --globoff --max-time 3 -o /dev/null --cacert {TLS_CA} --cert {TLS_CERT} \
+                 --key {TLS_KEY} -- https://127.0.0.1:2379/health\n"
+            )
+        );
+        let plain = gates(&[Gate::EtcdGateway { tls: false }], Duration::from_secs(10));
+        assert!(plain.text.contains("http://127.0.0.1:2379/health"));
+        assert!(!plain.text.contains("--cacert"));
+    }
+
+    #[test]
     fn all_gates_are_checked_in_one_script() {
         let bin = tempfile::tempdir().unwrap();
         stub(
