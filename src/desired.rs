@@ -29,12 +29,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A small file rendered in memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ManagedFile {
     pub path: RemotePath,
     pub content: Arc<[u8]>,
     pub sha256: String,
     pub mode: u32,
+    /// The bytes are a secret (the etcd client key): they go to the agent
+    /// over stdin and nowhere else. Plans, diffs and logs name the file and
+    /// its hash prefix only; `Debug` leaves them out.
+    pub secret: bool,
 }
 
 impl ManagedFile {
@@ -45,8 +49,75 @@ impl ManagedFile {
             content: content.into(),
             path,
             mode,
+            secret: false,
         }
     }
+
+    /// A file whose bytes must never be shown.
+    pub(crate) fn secret(path: RemotePath, content: impl Into<Vec<u8>>, mode: u32) -> Self {
+        ManagedFile {
+            secret: true,
+            ..ManagedFile::new(path, content, mode)
+        }
+    }
+}
+
+impl std::fmt::Debug for ManagedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("ManagedFile");
+        d.field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("mode", &format_args!("{:04o}", self.mode));
+        if self.secret {
+            d.field(
+                "content",
+                &format_args!("<secret, {} bytes>", self.content.len()),
+            );
+        } else {
+            d.field("content", &String::from_utf8_lossy(&self.content));
+        }
+        d.finish()
+    }
+}
+
+/// Where the etcd client TLS files live on every agent: one fixed folder,
+/// so that a certificate rotated under the same name changes no path in
+/// any client's configuration.
+pub const TLS_DIR: &str = "/etc/calico-rollout/etcd-tls";
+pub const TLS_CA: &str = "/etc/calico-rollout/etcd-tls/ca.pem";
+pub const TLS_CERT: &str = "/etc/calico-rollout/etcd-tls/cert.pem";
+pub const TLS_KEY: &str = "/etc/calico-rollout/etcd-tls/key.pem";
+
+/// The etcd client TLS files every etcd client on the agent reads:
+/// installed by the etcd-proxy step, which runs first.
+#[derive(Debug, Clone)]
+pub struct TlsDesired {
+    /// ca.pem and cert.pem (0644), key.pem (0600, secret).
+    pub files: Vec<ManagedFile>,
+    /// The unit that reads them only when it starts (docker's cluster
+    /// store), marked pending with their install, or none when docker is
+    /// left alone.
+    pub restarts: Option<&'static str>,
+    /// With the gateway: the members (`host:port`) whose certificates must
+    /// hold for 127.0.0.1, checked in preflight. Empty without it.
+    pub loopback: Vec<String>,
+}
+
+fn tls_desired(inv: &Inventory) -> Option<TlsDesired> {
+    let tls = inv.etcd.tls.as_ref()?;
+    Some(TlsDesired {
+        files: vec![
+            ManagedFile::new(remote(TLS_CA), tls.ca.content.to_vec(), 0o644),
+            ManagedFile::new(remote(TLS_CERT), tls.cert.content.to_vec(), 0o644),
+            ManagedFile::secret(remote(TLS_KEY), tls.key.content.to_vec(), 0o600),
+        ],
+        restarts: inv.docker.enabled.then_some(DOCKER_UNIT),
+        loopback: if inv.etcd.proxy {
+            inv.etcd.endpoints.iter().map(|e| e.host_port()).collect()
+        } else {
+            Vec::new()
+        },
+    })
 }
 
 /// A plugin binary: pushed from the operator's machine (hashed once,
@@ -69,6 +140,10 @@ pub enum BinaryFrom {
 pub struct DockerDesired {
     /// The daemon.json keys calico-rollout manages, merged into the file.
     pub managed: serde_json::Map<String, serde_json::Value>,
+    /// Files dockerd reads only when it starts (the cluster store's TLS
+    /// files), installed by an earlier step: when one differs, docker
+    /// restarts.
+    pub reads: Vec<ManagedFile>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +171,8 @@ pub struct ContainerSpec {
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub etcd_proxy: Option<EtcdProxyDesired>,
+    /// Installed by the etcd-proxy step, with or without the gateway.
+    pub etcd_tls: Option<TlsDesired>,
     pub docker: Option<DockerDesired>,
     pub cni: Option<CniDesired>,
     pub libnetwork: Option<ContainerSpec>,
@@ -208,7 +285,13 @@ pub fn cluster_store(inv: &Inventory) -> String {
 /// What Calico and the CNI plugin use to reach etcd.
 fn client_endpoints(inv: &Inventory) -> String {
     if inv.etcd.proxy {
-        "http://127.0.0.1:2379".to_string()
+        // The gateway passes TLS through: clients still speak it.
+        let scheme = if inv.etcd.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:2379")
     } else {
         inv.etcd
             .endpoints
@@ -234,6 +317,9 @@ fn template_context(inv: &Inventory, agent: &Agent, etcd: &EtcdRuns) -> Value {
             client_endpoints => client_endpoints(inv),
             proxy => inv.etcd.proxy,
             binary => etcd.path(),
+            tls => inv.etcd.tls.as_ref().map(|_| context! {
+                dir => TLS_DIR, ca => TLS_CA, cert => TLS_CERT, key => TLS_KEY,
+            }),
         },
         docker => context! { cluster_store => cluster_store(inv) },
         cni => context! {
@@ -254,6 +340,8 @@ pub fn for_agent(
     etcd: &EtcdRuns,
 ) -> Result<Desired, Error> {
     let ctx = template_context(inv, agent, etcd);
+    let etcd_tls = tls_desired(inv);
+    let tls_files: &[ManagedFile] = etcd_tls.as_ref().map_or(&[], |t| &t.files);
 
     let etcd_proxy = if inv.etcd.proxy {
         let unit = templates.render(templates::ETCD_PROXY_UNIT, &ctx)?;
@@ -277,7 +365,10 @@ pub fn for_agent(
                 reason: "must render a JSON object".into(),
             });
         };
-        Some(DockerDesired { managed })
+        Some(DockerDesired {
+            managed,
+            reads: tls_files.to_vec(),
+        })
     } else {
         None
     };
@@ -304,7 +395,7 @@ pub fn for_agent(
             return Ok(None);
         }
         let rendered = templates.render_json(template, &ctx)?;
-        container_spec(name, template, &rendered, cfg).map(Some)
+        container_spec(name, template, &rendered, cfg, tls_files).map(Some)
     };
     let libnetwork = container(
         LIBNETWORK_CONTAINER,
@@ -315,6 +406,7 @@ pub fn for_agent(
 
     Ok(Desired {
         etcd_proxy,
+        etcd_tls,
         docker,
         cni,
         libnetwork,
@@ -331,6 +423,7 @@ pub(crate) fn container_spec(
     template: &str,
     rendered: &serde_json::Value,
     cfg: &crate::inventory::ContainerConfig,
+    reads: &[ManagedFile],
 ) -> Result<ContainerSpec, Error> {
     let bad = |reason: String| Error::Template {
         name: template.to_string(),
@@ -381,11 +474,21 @@ pub(crate) fn container_spec(
         env_text.push_str(&format!("{k}={v}\n"));
     }
     let env_file = ManagedFile::new(remote(&format!("/etc/calico/{name}.env")), env_text, 0o600);
-    let spec = serde_json::json!({
+    let mut spec = serde_json::json!({
         "image": cfg.image.as_str(),
         "options": options,
         "env_sha256": env_file.sha256,
     });
+    // calico/node and libnetwork load the etcd TLS files once, when they
+    // start: a rotated certificate replaces them. Left out without TLS, so
+    // that the hashes of running containers stay what they were.
+    if !reads.is_empty() {
+        let files: serde_json::Map<String, serde_json::Value> = reads
+            .iter()
+            .map(|f| (f.path.to_string(), f.sha256.clone().into()))
+            .collect();
+        spec["reads"] = files.into();
+    }
     Ok(ContainerSpec {
         name,
         image: cfg.image.clone(),

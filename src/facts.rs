@@ -55,10 +55,45 @@ pub struct Facts {
     /// Units whose restart an earlier run made necessary but did not finish.
     pub pending: BTreeSet<String>,
     pub etcd_binary_ok: bool,
+    /// With TLS behind the gateway: how each etcd member answered
+    /// `https://127.0.0.1:2379/health` when reached from this agent.
+    /// Empty when not checked.
+    pub tls_loopback: Vec<LoopbackTls>,
     /// The address Mesos listens on, as DC/OS's `detect_ip` prints it.
     pub mesos_ip: Option<String>,
     /// What earlier applies changed here, and how far it was taken back.
     pub history: History,
+}
+
+/// One etcd member's answer to a TLS client that expects 127.0.0.1, as
+/// every client behind the gateway does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopbackTls {
+    /// `host:port` of the member.
+    pub member: String,
+    /// curl's exit status: 0 when the member's certificate holds for
+    /// 127.0.0.1 and it answered.
+    pub code: u32,
+    /// curl's message when it failed, on one line.
+    pub error: String,
+}
+
+/// Reads the loopback check's lines: `MEMBER CODE MESSAGE…`.
+pub fn parse_tls_loopback(out: &[u8]) -> Vec<LoopbackTls> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let member = parts.next()?.to_string();
+            let code = parts.next()?.parse().ok()?;
+            let error = parts.next().unwrap_or_default().trim().to_string();
+            (!member.is_empty()).then_some(LoopbackTls {
+                member,
+                code,
+                error,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -310,6 +345,7 @@ pub fn from_records(probes: &BTreeMap<String, Record>) -> Result<Facts, ProbeErr
         staged: lines(get("staged")?),
         pending: lines(get("pending")?),
         etcd_binary_ok: get("etcd_binary")?.code == 0,
+        tls_loopback: Vec::new(),
         mesos_ip,
         history,
     })

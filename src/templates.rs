@@ -139,6 +139,7 @@ mod tests {
                 binary => "/usr/bin/etcd",
                 gateway_endpoints => "10.0.0.5:2379,10.0.0.6:2379",
                 client_endpoints => "http://127.0.0.1:2379",
+                tls => (),
             },
             docker => context! { cluster_store => "etcd://127.0.0.1:2379" },
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::Mode;
 use super::host::HostRun;
 use super::session::HostSession;
-use crate::desired::Desired;
+use crate::desired::{Desired, TlsDesired};
 use crate::facts;
 use crate::inventory::Agent;
 use crate::layout::Layout;
@@ -69,10 +69,18 @@ impl<C: Connector> Preflight<'_, C> {
         // `plan` only looks at the lock; apply and rollback take it before
         // any fact is read, so that what they plan from cannot change under
         // them. Both happen in the same round trip.
-        let facts = match self.lock_and_probe(&session, &want).await {
+        let mut facts = match self.lock_and_probe(&session, &want).await {
             Ok(facts) => facts,
             Err((status, why)) => return fail(status, why),
         };
+        if self.mode != Mode::Rollback
+            && let Some(tls) = want.etcd_tls.as_ref().filter(|t| !t.loopback.is_empty())
+        {
+            match self.tls_loopback(&session, tls).await {
+                Ok(answers) => facts.tls_loopback = answers,
+                Err((status, why)) => return fail(status, why),
+            }
+        }
         let (plans, target) = match self.mode {
             Mode::Rollback => (
                 steps::rollback::plan(&agent, &facts),
@@ -86,6 +94,26 @@ impl<C: Connector> Preflight<'_, C> {
         }
         run.set_target_run(target);
         run
+    }
+
+    /// Asks every etcd member, from the agent, for TLS as the gateway's
+    /// clients will: a second round trip, only with TLS behind the gateway.
+    async fn tls_loopback(
+        &self,
+        session: &HostSession<C>,
+        tls: &TlsDesired,
+    ) -> Result<Vec<facts::LoopbackTls>, (Status, String)> {
+        let script = remote::tls::loopback(&tls.loopback, self.deadline);
+        let payload = remote::tls::payload(tls);
+        let out = session
+            .run_raw(&script, Stdin::Bytes(&payload))
+            .await
+            .map_err(|e| (e.status(), e.to_string()))?;
+        if out.exit_status != Some(0) {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err((Status::Failed, format!("{}: {}", script.what, err.trim())));
+        }
+        Ok(facts::parse_tls_loopback(&out.stdout))
     }
 
     async fn lock_and_probe(

@@ -7,7 +7,7 @@ use crate::steps::{Action, Change, Gate};
 /// What a passing gate means.
 pub fn gate(gate: &Gate) -> String {
     match gate {
-        Gate::EtcdGateway => "the etcd gateway to reach the cluster".into(),
+        Gate::EtcdGateway { .. } => "the etcd gateway to reach the cluster".into(),
         Gate::Docker {
             cluster_store: Some(_),
         } => "the cluster store".into(),
@@ -72,7 +72,7 @@ pub fn watch(gates: &[Gate]) -> String {
     let names: Vec<String> = gates
         .iter()
         .map(|g| match g {
-            Gate::EtcdGateway => "the etcd gateway".into(),
+            Gate::EtcdGateway { .. } => "the etcd gateway".into(),
             Gate::Docker { .. } => "docker".into(),
             Gate::Mesos { unit, .. } => unit.clone(),
             Gate::Container { name } => name.clone(),

@@ -41,6 +41,39 @@ pub struct EtcdConfig {
     pub proxy: bool,
     /// The etcd binary that runs the gateway.
     pub binary: EtcdBinary,
+    /// Client TLS for `https://` endpoints; set exactly when they are.
+    pub tls: Option<EtcdTls>,
+}
+
+/// `etcd.tls`: read at load, each file checked to be PEM, the key not
+/// readable by group or others.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: TlsFile,
+    pub cert: TlsFile,
+    /// Secret: its bytes go to the agents over stdin and nowhere else.
+    pub key: TlsFile,
+}
+
+/// One local TLS file and its bytes. `Debug` names the file and a hash
+/// prefix only, so that a key never reaches a log through a `{:?}`.
+#[derive(Clone)]
+pub struct TlsFile {
+    pub path: PathBuf,
+    pub content: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for TlsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(&self.content));
+        write!(
+            f,
+            "TlsFile({}, sha256 {}…)",
+            self.path.display(),
+            &sha[..12]
+        )
+    }
 }
 
 #[derive(Debug, Clone)]

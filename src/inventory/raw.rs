@@ -51,6 +51,16 @@ pub(crate) struct RawEtcd {
     pub endpoints: Option<Spanned<Vec<Str>>>,
     pub proxy: Option<Str>,
     pub binary: Option<Spanned<RawBinary>>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+/// `etcd.tls`: the CA and the client certificate and key, local paths.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub ca: Option<Str>,
+    pub cert: Option<Str>,
+    pub key: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

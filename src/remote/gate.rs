@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::Script;
 use super::service::journal_tail;
-use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT};
+use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT, TLS_CA, TLS_CERT, TLS_KEY};
 use crate::shell::{Cmd, quote};
 use crate::steps::Gate;
 
@@ -60,22 +60,25 @@ fn unit_check(unit: &str) -> String {
     )
 }
 
-fn curl(url: &str, unit: &str) -> String {
-    curl_word(&quote(url), unit)
+fn curl(url: &str, unit: &str, options: &[(&str, &str)]) -> String {
+    curl_word(&quote(url), unit, options)
 }
 
 /// `curl` of a URL given as a shell word (quoted, or holding a variable).
-fn curl_word(url: &str, unit: &str) -> String {
-    // --globoff: an IPv6 address in brackets is not a glob range.
+fn curl_word(url: &str, unit: &str, options: &[(&str, &str)]) -> String {
+    let mut cmd = Cmd::new("curl")
+        .arg("-fsS")
+        // --globoff: an IPv6 address in brackets is not a glob range.
+        .arg("--globoff")
+        .arg("--max-time")
+        .arg("3")
+        .arg("-o")
+        .arg("/dev/null");
+    for (flag, value) in options {
+        cmd = cmd.arg(flag).arg(value);
+    }
     format!(
-        "if ! {} -- {url}; then {}; exit 1; fi\n",
-        Cmd::new("curl")
-            .arg("-fsS")
-            .arg("--globoff")
-            .arg("--max-time")
-            .arg("3")
-            .arg("-o")
-            .arg("/dev/null"),
+        "if ! {cmd} -- {url}; then {}; exit 1; fi\n",
         journal_tail(unit),
     )
 }
@@ -87,7 +90,7 @@ pub(crate) fn mesos_check_at(unit: &str, var: &str, port: u16) -> String {
     format!(
         "{}{}",
         unit_check(unit),
-        curl_word(&format!("\"http://${{{var}}}:{port}/health\""), unit)
+        curl_word(&format!("\"http://${{{var}}}:{port}/health\""), unit, &[],)
     )
 }
 
@@ -103,10 +106,25 @@ pub(crate) fn cluster_store_in(out: &[u8]) -> Option<String> {
 /// enough: `reading` reads what it printed.
 pub(crate) fn check(gate: &Gate) -> String {
     match gate {
-        Gate::EtcdGateway => format!(
+        Gate::EtcdGateway { tls: false } => format!(
             "{}{}",
             unit_check(ETCD_PROXY_UNIT),
-            curl("http://127.0.0.1:2379/health", ETCD_PROXY_UNIT)
+            curl("http://127.0.0.1:2379/health", ETCD_PROXY_UNIT, &[])
+        ),
+        // The gateway passes TLS through: the client certificate is the
+        // one every other client on the agent presents.
+        Gate::EtcdGateway { tls: true } => format!(
+            "{}{}",
+            unit_check(ETCD_PROXY_UNIT),
+            curl(
+                "https://127.0.0.1:2379/health",
+                ETCD_PROXY_UNIT,
+                &[
+                    ("--cacert", TLS_CA),
+                    ("--cert", TLS_CERT),
+                    ("--key", TLS_KEY)
+                ],
+            )
         ),
         Gate::Docker { .. } => format!(
             "{}printf 'ClusterStore='\nif ! {}; then {}; exit 1; fi\n",
@@ -130,7 +148,7 @@ pub(crate) fn check(gate: &Gate) -> String {
             format!(
                 "{}{}",
                 unit_check(unit),
-                curl(&format!("http://{host}:{port}/health"), unit)
+                curl(&format!("http://{host}:{port}/health"), unit, &[])
             )
         }
         Gate::Container { name } => format!(
@@ -234,7 +252,7 @@ pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity
     let text = String::from_utf8_lossy(out);
     let props = properties(&text);
     let unit = match gate {
-        Gate::EtcdGateway => Some(ETCD_PROXY_UNIT),
+        Gate::EtcdGateway { .. } => Some(ETCD_PROXY_UNIT),
         Gate::Docker { .. } => Some(DOCKER_UNIT),
         Gate::Mesos { unit, .. } => Some(unit.as_str()),
         Gate::Container { .. } => None,
@@ -267,7 +285,7 @@ pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity
             }
             Ok(unit_identity(DOCKER_UNIT, &props))
         }
-        Gate::EtcdGateway | Gate::Mesos { .. } => {
+        Gate::EtcdGateway { .. } | Gate::Mesos { .. } => {
             Ok(unit_identity(unit.expect("a unit gate"), &props))
         }
         Gate::Container { name } => {
@@ -398,6 +416,40 @@ mod tests {
             e,
             "docker is activating (auto-restart): dockerd: bad config"
         );
+    }
+
+    #[test]
+    fn the_gateway_gate_presents_the_client_certificate_when_tls_is_on() {
+        let bin = tempfile::tempdir().unwrap();
+        let seen = bin.path().join("curl-args");
+        stub(
+            bin.path(),
+            "systemctl",
+            "printf 'ActiveState=active\\nSubState=running\\nMainPID=7\\nNRestarts=0\\nActiveEnterTimestampMonotonic=1\\n'",
+        );
+        stub(
+            bin.path(),
+            "curl",
+            &format!("printf '%s\\n' \"$*\" > {}", seen.display()),
+        );
+        let tls = [Gate::EtcdGateway { tls: true }];
+        let out = sh_with_path(
+            &gates(&tls, Duration::from_secs(10)).text,
+            b"",
+            Some(bin.path()),
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert!(readings(&tls, &out.stdout)[0].is_ok());
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap(),
+            format!(
+                "-fsS --globoff --max-time 3 -o /dev/null --cacert {TLS_CA} --cert {TLS_CERT} \
+                 --key {TLS_KEY} -- https://127.0.0.1:2379/health\n"
+            )
+        );
+        let plain = gates(&[Gate::EtcdGateway { tls: false }], Duration::from_secs(10));
+        assert!(plain.text.contains("http://127.0.0.1:2379/health"));
+        assert!(!plain.text.contains("--cacert"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod lock;
 pub mod probe;
 pub mod service;
 pub mod status;
+pub mod tls;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -118,6 +118,9 @@ pub fn probe_body(want: &Desired, layout: &Layout, reads: Reads) -> String {
             files.push(bin.path.to_string());
         }
     }
+    if let Some(t) = &want.etcd_tls {
+        files.extend(t.files.iter().map(|f| f.path.to_string()));
+    }
     if let Some(c) = &want.cni {
         files.extend(c.binaries.iter().map(|b| b.path.to_string()));
         files.push(c.config.path.to_string());

@@ -50,7 +50,10 @@ pub fn script(
     let gateway = want
         .etcd_proxy
         .as_ref()
-        .map(|_| single("gateway", &gate::check(&Gate::EtcdGateway)))
+        .map(|_| {
+            let tls = want.etcd_tls.is_some();
+            single("gateway", &gate::check(&Gate::EtcdGateway { tls }))
+        })
         .unwrap_or_default();
     // The address as the Mesos gate picks it (`steps::cni::mesos_address`):
     // what detect_ip printed, if it is an address, else the inventory's.
@@ -139,9 +142,10 @@ pub fn read(
             .unwrap_or_default();
         gate::cluster_store_in(out).ok_or_else(|| "docker info shows no cluster store field".into())
     });
+    // How a gateway check's answer reads does not depend on TLS.
     let gateway = records
         .contains_key("gateway")
-        .then(|| check_answer(&records, "gateway", &Gate::EtcdGateway).map(|_| ()));
+        .then(|| check_answer(&records, "gateway", &Gate::EtcdGateway { tls: false }).map(|_| ()));
     let mesos_url = records
         .get("mesos_url")
         .map(Record::text)

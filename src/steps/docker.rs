@@ -185,8 +185,16 @@ pub fn plan(want: Option<&DockerDesired>, facts: &Facts) -> Plan {
             },
         })));
     }
-    if !change.apply.is_empty() || pending_restart(facts, DOCKER_UNIT) {
-        change.summary.push("restart docker".into());
+    // The cluster store's TLS files are read only when dockerd starts.
+    let reads_changed = want.reads.iter().any(|f| super::differs(facts, f));
+    if !change.apply.is_empty() || reads_changed || pending_restart(facts, DOCKER_UNIT) {
+        change
+            .summary
+            .push(if change.apply.is_empty() && reads_changed {
+                "restart docker (its etcd TLS files change)".into()
+            } else {
+                "restart docker".into()
+            });
         change.restart = Some(Restart {
             unit: DOCKER_UNIT.into(),
             gate: Gate::Docker {

@@ -1,19 +1,30 @@
-//! etcd-proxy: an etcd gateway on 127.0.0.1:2379 as an enabled systemd unit.
+//! etcd-proxy: an etcd gateway on 127.0.0.1:2379 as an enabled systemd
+//! unit, and the etcd client TLS files every later step's clients read
+//! (this step runs first, with or without the gateway).
 
 use std::collections::BTreeSet;
 
 use super::{Action, Change, Gate, Plan, Restart, add_binary, differs, file_diff, pending_restart};
-use crate::desired::{ETCD_PROXY_UNIT, EtcdProxyDesired, EtcdRuns};
+use crate::desired::{ETCD_PROXY_UNIT, EtcdProxyDesired, EtcdRuns, TlsDesired};
 use crate::facts::Facts;
 
-pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
+pub fn plan(want: Option<&EtcdProxyDesired>, tls: Option<&TlsDesired>, facts: &Facts) -> Plan {
+    let mut change = Change::default();
+    if let Some(tls) = tls {
+        if let Some(why) = super::tls::loopback_refusal(tls, facts) {
+            return Plan::Refused(why);
+        }
+        super::tls::add_files(&mut change, tls, facts);
+    }
     let Some(want) = want else {
+        if tls.is_some() {
+            return Plan::from_change(change);
+        }
         return Plan::Skipped(
             "etcd.proxy is false: clients use the etcd endpoints directly".into(),
         );
     };
     let unit = ETCD_PROXY_UNIT;
-    let mut change = Change::default();
     // A new etcd binary is an ordinary change: installed from staging and
     // rolled in batches, the gateway restarted onto it.
     let binary_changed = match &want.binary {
@@ -63,7 +74,7 @@ pub fn plan(want: Option<&EtcdProxyDesired>, facts: &Facts) -> Plan {
         });
         change.restart = Some(Restart {
             unit: unit.into(),
-            gate: Gate::EtcdGateway,
+            gate: Gate::EtcdGateway { tls: tls.is_some() },
         });
     }
     Plan::from_change(change)
@@ -77,7 +88,7 @@ mod tests {
     #[test]
     fn fresh_agent_gets_unit_enabled_and_started() {
         let want = desired();
-        let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), &fresh_facts()) else {
+        let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), None, &fresh_facts()) else {
             panic!("expected a change");
         };
         let Action::Install(i) = &c.apply[0] else {
@@ -85,7 +96,7 @@ mod tests {
         };
         assert_eq!(i.pending.as_deref(), Some(ETCD_PROXY_UNIT));
         assert_eq!(c.apply[1], Action::DaemonReload);
-        assert_eq!(c.restart.unwrap().gate, Gate::EtcdGateway);
+        assert_eq!(c.restart.unwrap().gate, Gate::EtcdGateway { tls: false });
     }
 
     #[test]
@@ -99,7 +110,7 @@ mod tests {
             sha256: "e".repeat(64),
         };
         proxy.binary = EtcdRuns::Managed(bin.clone());
-        let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), &fresh_facts()) else {
+        let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), None, &fresh_facts()) else {
             panic!()
         };
         assert!(matches!(&c.stage[..], [Action::Download { .. }]));
@@ -114,14 +125,14 @@ mod tests {
         facts
             .hashes
             .insert(crate::desired::MANAGED_ETCD_PATH.into(), "0".repeat(64));
-        let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), &facts) else {
+        let Plan::Change(c) = plan(want.etcd_proxy.as_ref(), None, &facts) else {
             panic!()
         };
         assert!(c.restart.is_some(), "{:?}", c.summary);
         facts
             .hashes
             .insert(crate::desired::MANAGED_ETCD_PATH.into(), bin.sha256);
-        assert_eq!(plan(want.etcd_proxy.as_ref(), &facts), Plan::Ok);
+        assert_eq!(plan(want.etcd_proxy.as_ref(), None, &facts), Plan::Ok);
     }
 
     #[test]
@@ -139,16 +150,16 @@ mod tests {
             Plan::Change(c) => c.apply.is_empty() && c.restart.is_some(),
             _ => false,
         };
-        assert_eq!(plan(proxy, &converged_facts(&want)), Plan::Ok);
+        assert_eq!(plan(proxy, None, &converged_facts(&want)), Plan::Ok);
         assert!(
-            restart_only(plan(proxy, &stopped)),
+            restart_only(plan(proxy, None, &stopped)),
             "a stopped gateway is started"
         );
         assert!(
-            restart_only(plan(proxy, &pending)),
+            restart_only(plan(proxy, None, &pending)),
             "an unfinished restart is redone"
         );
-        assert!(matches!(plan(proxy, &no_binary), Plan::Refused(_)));
-        assert!(matches!(plan(None, &fresh_facts()), Plan::Skipped(_)));
+        assert!(matches!(plan(proxy, None, &no_binary), Plan::Refused(_)));
+        assert!(matches!(plan(None, None, &fresh_facts()), Plan::Skipped(_)));
     }
 }

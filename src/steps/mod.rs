@@ -7,6 +7,7 @@ mod container;
 mod docker;
 mod etcd_proxy;
 pub mod rollback;
+mod tls;
 
 pub use docker::merge_daemon_json;
 
@@ -22,12 +23,22 @@ use crate::facts::Facts;
 use crate::inventory::{Agent, RemotePath};
 
 /// Where the bytes of an installed file come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Source {
     /// Small rendered content, sent over stdin.
     Bytes(Arc<[u8]>),
     /// A file already uploaded to the host's stage area under its hash.
     Staged,
+}
+
+/// The length only: the bytes may be the etcd client key.
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Bytes(b) => write!(f, "Bytes(<{} bytes>)", b.len()),
+            Source::Staged => f.write_str("Staged"),
+        }
+    }
 }
 
 /// A program on the agent that must accept a new file before it is installed.
@@ -153,8 +164,9 @@ impl Gate {
 /// service to stay the same process (no restarts) while it is watched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
-    /// The gateway's unit is active and 127.0.0.1:2379 reaches the cluster.
-    EtcdGateway,
+    /// The gateway's unit is active and 127.0.0.1:2379 reaches the cluster;
+    /// with `tls`, over TLS with the agent's etcd client files.
+    EtcdGateway { tls: bool },
     /// The unit is active, the daemon answers and, when given, it runs
     /// with this cluster store.
     Docker { cluster_store: Option<String> },
@@ -226,7 +238,9 @@ pub fn plan_host(agent: &Agent, want: &Desired, facts: &Facts) -> Vec<StepPlan> 
         .iter()
         .map(|&step| {
             let plan = match step {
-                StepName::EtcdProxy => etcd_proxy::plan(want.etcd_proxy.as_ref(), facts),
+                StepName::EtcdProxy => {
+                    etcd_proxy::plan(want.etcd_proxy.as_ref(), want.etcd_tls.as_ref(), facts)
+                }
                 StepName::Docker => docker::plan(want.docker.as_ref(), facts),
                 StepName::Cni => cni::plan(agent, want.cni.as_ref(), facts),
                 StepName::Libnetwork => {

@@ -17,7 +17,11 @@ pub fn gate_for(agent: &Agent, facts: &Facts, unit: &str) -> Gate {
             cluster_store: None,
         }
     } else if unit == ETCD_PROXY_UNIT {
-        Gate::EtcdGateway
+        // The files are there when the inventory has TLS (the probe
+        // hashes them): the gateway's members then speak only TLS.
+        Gate::EtcdGateway {
+            tls: facts.hashes.contains_key(crate::desired::TLS_CA),
+        }
     } else {
         Gate::Mesos {
             unit: unit.to_string(),

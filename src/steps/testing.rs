@@ -44,7 +44,7 @@ fn container(name: &'static str, image: &str, env: &[(&str, &str)]) -> Container
             .collect(),
     };
     let rendered = json!({"options": ["--net=host", "--restart=always"], "env": {"ETCD_ENDPOINTS": "http://127.0.0.1:2379"}});
-    desired::container_spec(name, "test", &rendered, &cfg).unwrap()
+    desired::container_spec(name, "test", &rendered, &cfg, &[]).unwrap()
 }
 
 fn binary(name: &str, sha: char) -> Binary {
@@ -73,11 +73,13 @@ pub fn desired() -> Desired {
             ),
             binary: EtcdRuns::OnAgent("/usr/bin/etcd".parse().unwrap()),
         }),
+        etcd_tls: None,
         docker: Some(DockerDesired {
             managed: json!({"cluster-store": "etcd://127.0.0.1:2379"})
                 .as_object()
                 .unwrap()
                 .clone(),
+            reads: Vec::new(),
         }),
         cni: Some(CniDesired {
             binaries: Arc::from(vec![binary("calico", 'a'), binary("calico-ipam", 'b')]),
@@ -142,6 +144,7 @@ pub fn fresh_facts() -> Facts {
         staged: BTreeSet::new(),
         pending: BTreeSet::new(),
         etcd_binary_ok: true,
+        tls_loopback: Vec::new(),
         mesos_ip: None,
         history: History::default(),
     }

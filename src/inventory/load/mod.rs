@@ -7,7 +7,8 @@
 //! This file holds the entry point, the errors and the wording of YAML
 //! errors. The value checks live in [`check::Checker`], one file per part of
 //! the inventory: `sections` (etcd, docker, cni, containers, templates),
-//! `rollout` and `agents` (with their SSH settings).
+//! `tls` (etcd.tls and its files), `rollout` and `agents` (with their SSH
+//! settings).
 
 mod agents;
 mod check;
@@ -15,6 +16,7 @@ mod rollout;
 mod sections;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::fmt;
 use std::fs;

@@ -134,6 +134,8 @@ impl Checker<'_> {
                 _ => EtcdBinary::Managed(self.binary_source(raw, "the etcd binary", true)?),
             },
         };
+        let tls_given = etcd.value.tls.is_some();
+        let tls = etcd.value.tls.as_ref().and_then(|t| self.etcd_tls(t));
         let Some(list) = &etcd.value.endpoints else {
             self.report(
                 etcd.referenced,
@@ -152,19 +154,7 @@ impl Checker<'_> {
         let mut seen: HashMap<Endpoint, u64> = HashMap::new();
         for s in &list.value {
             if let Some(ep) = self.check(s, "etcd endpoint", |v| v.parse::<Endpoint>()) {
-                if ep.is_tls() {
-                    // The gateway passes TLS through untouched, and Docker's
-                    // store, Calico and the CNI plugin would each need a CA
-                    // and a client certificate and key to speak it.
-                    self.report(
-                        s.referenced,
-                        format!(
-                            "etcd endpoint {ep} uses TLS, but the inventory has no TLS client \
-                             settings (a CA file, a client certificate and its key) for the \
-                             gateway's clients, Docker, Calico and the CNI plugin; \
-                             calico-rollout cannot configure them yet: use http:// endpoints"
-                        ),
-                    );
+                if !self.endpoint_tls(&ep, s.referenced, tls_given) {
                     continue;
                 }
                 if let Some(first) = seen.get(&ep) {
@@ -178,10 +168,14 @@ impl Checker<'_> {
                 }
             }
         }
+        if tls_given && tls.is_none() {
+            return None;
+        }
         Some(EtcdConfig {
             endpoints,
             proxy,
             binary,
+            tls,
         })
     }
 

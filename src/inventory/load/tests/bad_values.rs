@@ -53,8 +53,8 @@ fn bad_values_are_located() {
             "http://10.0.0.6:2379",
             "https://10.0.0.6:2379",
             "https://10.0.0.6:2379",
-            "etcd endpoint https://10.0.0.6:2379 uses TLS, but the inventory has no TLS client settings \
-             (a CA file, a client certificate and its key)",
+            "etcd endpoint https://10.0.0.6:2379 uses TLS, but `etcd` has no `tls`: add \
+             `tls: {ca: …, cert: …, key: …}`",
         ),
         (
             "http://10.0.0.6:2379",

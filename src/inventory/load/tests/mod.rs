@@ -6,6 +6,7 @@ mod bad_values;
 mod local_files;
 mod required;
 mod shape;
+mod tls;
 
 use std::fs;
 use std::path::PathBuf;

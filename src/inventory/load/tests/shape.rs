@@ -34,7 +34,7 @@ fn unknown_key_names_position_and_expected_keys() {
             "  proxy: true",
             "  proxy: true\n  prxy: false",
             "prxy",
-            "unknown field `prxy`, expected one of `endpoints`, `proxy`, `binary`",
+            "unknown field `prxy`, expected one of `endpoints`, `proxy`, `binary`, `tls`",
         ),
     ];
     for (old, new, at, message) in cases {
