@@ -6,6 +6,7 @@
 //! `values` holds the small validated types and the failure-budget
 //! arithmetic ([`FailureBudget::allowed`]); the rollout splits batches.
 
+mod keyfile;
 mod load;
 mod raw;
 mod values;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use keyfile::key_too_open;
 pub use load::{InventoryError, load};
 pub use values::{BatchSize, Endpoint, FailureBudget, ImageRef, RemotePath};
 
@@ -229,6 +231,10 @@ pub enum HostKeyChecking {
 
 #[derive(Debug, Clone)]
 pub struct SshSettings {
+    /// What is dialled: the agent's address, or the `HostName` ssh_config
+    /// gives for it. Host keys and certificate principals are checked
+    /// against this name.
+    pub host_name: String,
     pub user: String,
     pub port: u16,
     /// Explicit key file (exists), `~` expanded. Without one, the ssh-agent
@@ -239,6 +245,28 @@ pub struct SshSettings {
     /// Use `sudo -n` for privileged commands when `user` is not root.
     pub become_root: bool,
     pub connect_timeout: Duration,
+    /// Reach the agent through this bastion (one hop), over one SSH
+    /// connection shared by every agent behind it.
+    pub proxy_jump: Option<ProxyJump>,
+}
+
+/// A bastion, fully resolved: its identity and known_hosts are the agent's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProxyJump {
+    pub user: String,
+    /// What is dialled (ssh_config's `HostName` for it, when it has one).
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for ProxyJump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}@[{}]:{}", self.user, self.host, self.port)
+        } else {
+            write!(f, "{}@{}:{}", self.user, self.host, self.port)
+        }
+    }
 }
 
 impl SshSettings {

@@ -43,6 +43,10 @@ pub(crate) struct RawSsh {
     #[serde(rename = "become")]
     pub become_root: Option<Str>,
     pub connect_timeout: Option<Str>,
+    /// `[user@]host[:port]` of a bastion, or `none`.
+    pub proxy_jump: Option<Str>,
+    /// An OpenSSH client config to read (`ssh:` section only).
+    pub config_file: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +124,7 @@ pub(crate) struct RawAgent {
     #[serde(rename = "become")]
     pub become_root: Option<Str>,
     pub connect_timeout: Option<Str>,
+    pub proxy_jump: Option<Str>,
 }
 
 impl RawAgent {
@@ -133,6 +138,8 @@ impl RawAgent {
             host_key_checking: self.host_key_checking.clone(),
             become_root: self.become_root.clone(),
             connect_timeout: self.connect_timeout.clone(),
+            proxy_jump: self.proxy_jump.clone(),
+            config_file: None,
         }
     }
 }

@@ -23,6 +23,7 @@ pub fn agent(role: Role) -> Agent {
         zone: None,
         mesos_address: None,
         ssh: SshSettings {
+            host_name: "10.0.0.11".into(),
             user: "root".into(),
             port: 22,
             identity_file: None,
@@ -30,6 +31,7 @@ pub fn agent(role: Role) -> Agent {
             host_key_checking: HostKeyChecking::Strict,
             become_root: true,
             connect_timeout: Duration::from_secs(10),
+            proxy_jump: None,
         },
     }
 }

@@ -8,6 +8,8 @@
 //!   algorithm "unknown", which `accept-new` would then happily add.)
 //! - A key listed under `@revoked` for the host is refused.
 //! - An unknown host is refused (`strict`) or recorded (`accept-new`).
+//! - A host certificate is judged by the `@cert-authority` lines for the
+//!   host (see [`super::host_certs`]); without one, as its plain key.
 //!
 //! Plain host patterns (comma lists, `*`/`?` wildcards, `!` negation,
 //! `[host]:port`) are matched here. Hashed entries (`|1|salt|hash`, what
@@ -71,15 +73,17 @@ enum Recorded {
 
 /// The entries of a known_hosts text that concern one host.
 #[derive(Debug, Default)]
-struct HostEntries {
+pub(super) struct HostEntries {
     recorded: Vec<Recorded>,
-    revoked: Vec<PublicKey>,
+    pub(super) revoked: Vec<PublicKey>,
+    /// `@cert-authority` keys whose (plain) patterns match the host.
+    pub(super) authorities: Vec<PublicKey>,
     /// The text has hashed entries, which only russh can match.
     has_hashed: bool,
 }
 
 /// Collects the plain-pattern entries for `host` (a [`host_pattern`]) from a
-/// known_hosts text. `@cert-authority` lines are ignored.
+/// known_hosts text.
 fn entries_for_host(text: &str, host: &str) -> HostEntries {
     let mut out = HostEntries::default();
     for line in text.lines() {
@@ -99,9 +103,6 @@ fn entries_for_host(text: &str, host: &str) -> HostEntries {
                 None => continue,
             }
         }
-        if marker == Some("@cert-authority") {
-            continue;
-        }
         if hosts.contains("|1|") {
             out.has_hashed = true;
         }
@@ -112,6 +113,7 @@ fn entries_for_host(text: &str, host: &str) -> HostEntries {
         let key = blob.and_then(|b| russh::keys::parse_public_key_base64(b).ok());
         match (marker, key) {
             (Some("@revoked"), Some(key)) => out.revoked.push(key),
+            (Some("@cert-authority"), Some(key)) => out.authorities.push(key),
             (Some(_), _) => {} // unknown marker, or an unreadable revoked key
             (None, Some(key)) => out.recorded.push(Recorded::Key(key)),
             (None, None) => out.recorded.push(Recorded::Unparsed),
@@ -194,7 +196,11 @@ fn file_error(path: &Path, reason: impl ToString) -> TransportError {
 /// The entries of the known_hosts file at `path` for `address:port`,
 /// hashed ones included. A missing file knows no host; any other read
 /// failure is an error.
-fn file_entries(path: &Path, address: &str, port: u16) -> Result<HostEntries, TransportError> {
+pub(super) fn file_entries(
+    path: &Path,
+    address: &str,
+    port: u16,
+) -> Result<HostEntries, TransportError> {
     let text = match fs::read(path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
@@ -245,6 +251,12 @@ pub fn recorded_algorithms(path: &Path, address: &str, port: u16) -> Vec<Algorit
             Recorded::Unparsed => None,
         })
         .collect()
+}
+
+/// Whether a `@cert-authority` line covers `address:port`: then the server
+/// is asked for its host certificate. Read errors say no here.
+pub fn has_authority(path: &Path, address: &str, port: u16) -> bool {
+    file_entries(path, address, port).is_ok_and(|e| !e.authorities.is_empty())
 }
 
 /// The known_hosts line recording `key` for `host`: `host key-type base64`.
@@ -468,6 +480,8 @@ mod tests {
         assert_eq!(check_text(&text, "bad.prod", &a), Verdict::Unknown);
         assert_eq!(check_text(&text, "WEB.PROD", &a), Verdict::Known);
         assert_eq!(check_text(&text, "web.test", &key(ED_B)), Verdict::Unknown);
+        // A CA is an authority for the host, never a key recorded for it.
+        assert_eq!(entries_for_host(&text, "web.test").authorities.len(), 1);
         assert_eq!(check_text(&text, "old.prod", &a), Verdict::Revoked);
         assert!(glob_match("10.0.?.*", "10.0.1.55"));
         assert!(!glob_match("10.0.?.*", "10.0.11.5"));

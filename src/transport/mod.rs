@@ -5,6 +5,9 @@
 //! small lets the SSH implementation own every connection concern, and lets
 //! tests drive the executor with an in-memory transport.
 
+mod auth;
+mod bastion;
+pub mod host_certs;
 pub mod known_hosts;
 pub mod ssh;
 #[cfg(test)]
@@ -89,6 +92,19 @@ pub enum TransportError {
         fingerprint: String,
         known_hosts: String,
     },
+    #[error("host certificate of {host} refused: {reason} (authorities from {known_hosts})")]
+    HostCertificate {
+        host: String,
+        reason: String,
+        known_hosts: String,
+    },
+    /// The bastion in front of the host could not be used.
+    #[error("through bastion {bastion}: {reason}")]
+    Bastion {
+        bastion: String,
+        reason: String,
+        unreachable: bool,
+    },
     #[error("cannot use known_hosts file {path}: {reason}")]
     KnownHostsFile { path: String, reason: String },
     #[error("authentication as {user} failed (tried: {tried})")]
@@ -118,6 +134,10 @@ impl TransportError {
                 | TransportError::ConnectTimeout { .. }
                 | TransportError::Ssh(_)
                 | TransportError::Lost { .. }
+                | TransportError::Bastion {
+                    unreachable: true,
+                    ..
+                }
         )
     }
 }

@@ -1,11 +1,11 @@
 //! The production transport: one russh connection per host, one session
 //! channel per command.
 //!
-//! - Connecting: TCP under `connect_timeout`, then key exchange, host-key check
-//!   (see [`super::known_hosts`]) and authentication under one more timeout.
-//! - Authentication tries, in order: the inventory's `identity_file`, the keys
-//!   in ssh-agent (`SSH_AUTH_SOCK`), and, only without an `identity_file`, the
-//!   default keys `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`. It never prompts.
+//! - Connecting: TCP under `connect_timeout` (or, behind a bastion, a
+//!   direct-tcpip channel over the bastion's one shared connection, see
+//!   [`super::bastion`]), then key exchange, host-key check (see
+//!   [`super::known_hosts`] and [`super::host_certs`]) and authentication
+//!   ([`super::auth`]) under one more timeout.
 //! - Commands: stdin is streamed while stdout/stderr are read, so a command
 //!   that talks while it is being fed cannot deadlock. Channels are closed
 //!   explicitly (OpenSSH's `MaxSessions` counts open ones).
@@ -13,22 +13,20 @@
 //! Stdin contents are never logged; command strings only at `debug`.
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, Handle, Msg};
-use russh::keys::agent::client::AgentClient;
-use russh::keys::{
-    Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
-};
+use russh::keys::{Algorithm, PublicKeyOrCertificate};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Disconnect, Sig};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::known_hosts;
+use super::bastion::Bastions;
 use super::{Connector, ExecOutput, Stdin, Transport, TransportError};
+use super::{auth, host_certs, known_hosts};
 use crate::inventory::{Agent, HostKeyChecking, SshSettings};
 
 /// Probe an idle connection this often; the server's replies keep it alive.
@@ -45,31 +43,123 @@ const MAX_PACKET_SIZE: u32 = 65535;
 const MIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Stdin files are read and sent in chunks of this size.
 const STDIN_CHUNK: u64 = 256 * 1024;
-/// Tried, when they exist, only when no `identity_file` is set.
-const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
 
 /// Opens [`SshSession`]s. One per process: it shares the client
-/// configuration and the lock that serialises known_hosts updates.
+/// configuration, the lock that serialises known_hosts updates, and the
+/// bastion connections.
 pub struct SshConnector {
     config: Arc<client::Config>,
     known_hosts_lock: Arc<Mutex<()>>,
+    bastions: Bastions,
 }
 
 impl SshConnector {
     pub fn new() -> Self {
         Self {
-            config: Arc::new(client_config(russh::Preferred::DEFAULT.key)),
+            config: Arc::new(client_config(russh::Preferred::DEFAULT.key, false)),
             known_hosts_lock: Arc::new(Mutex::new(())),
+            bastions: Bastions::default(),
         }
     }
 
     /// The shared configuration, unless the host is known only by keys the
-    /// default order would not ask for first.
-    fn config_for(&self, recorded: &[Algorithm]) -> Arc<client::Config> {
-        match host_key_order(recorded) {
-            None => self.config.clone(),
-            Some(order) => Arc::new(client_config(Cow::Owned(order))),
+    /// default order would not ask for first, or a certificate authority is
+    /// listed for it (then its host certificate is asked for).
+    fn config_for(&self, recorded: &[Algorithm], certificates: bool) -> Arc<client::Config> {
+        match (host_key_order(recorded), certificates) {
+            (None, false) => self.config.clone(),
+            (None, true) => Arc::new(client_config(russh::Preferred::DEFAULT.key, true)),
+            (Some(order), certificates) => Arc::new(client_config(Cow::Owned(order), certificates)),
         }
+    }
+
+    /// Key exchange, host-key check and authentication over `stream`, as
+    /// `settings.user` on `settings.host_name:settings.port`.
+    pub(super) async fn handshake<R>(
+        &self,
+        settings: &SshSettings,
+        stream: R,
+    ) -> Result<Handle<HostKeyHandler>, TransportError>
+    where
+        R: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let addr = display_addr(&settings.host_name, settings.port);
+        let (recorded, certificates) = {
+            let (path, host, port) = (
+                settings.known_hosts.clone(),
+                settings.host_name.clone(),
+                settings.port,
+            );
+            tokio::task::spawn_blocking(move || {
+                (
+                    known_hosts::recorded_algorithms(&path, &host, port),
+                    known_hosts::has_authority(&path, &host, port),
+                )
+            })
+            .await
+            .unwrap_or_default()
+        };
+        let config = self.config_for(&recorded, certificates);
+        let verdict = Arc::new(Mutex::new(None));
+        let handler = HostKeyHandler {
+            host_name: settings.host_name.clone(),
+            port: settings.port,
+            known_hosts: settings.known_hosts.clone(),
+            checking: settings.host_key_checking,
+            lock: self.known_hosts_lock.clone(),
+            verdict: verdict.clone(),
+        };
+        let handshake = async {
+            let mut handle = match client::connect_stream(config, stream, handler).await {
+                Ok(handle) => handle,
+                Err(e) => {
+                    // A refused host key has its precise reason stashed.
+                    let stashed = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    return Err(stashed.unwrap_or_else(|| TransportError::Connect {
+                        addr: addr.clone(),
+                        reason: format!("ssh handshake failed: {e}"),
+                    }));
+                }
+            };
+            let method = auth::authenticate(&mut handle, settings, &addr).await?;
+            debug!(addr = %addr, user = %settings.user, "authenticated with {method}");
+            Ok(handle)
+        };
+        let limit = settings.connect_timeout.max(MIN_HANDSHAKE_TIMEOUT);
+        match tokio::time::timeout(limit, handshake).await {
+            Err(_) => Err(TransportError::ConnectTimeout {
+                addr,
+                secs: limit.as_secs(),
+            }),
+            Ok(result) => result,
+        }
+    }
+
+    /// A TCP connection to `settings.host_name:settings.port`, under
+    /// `connect_timeout`.
+    pub(super) async fn dial(settings: &SshSettings) -> Result<TcpStream, TransportError> {
+        let addr = display_addr(&settings.host_name, settings.port);
+        let tcp = TcpStream::connect((settings.host_name.as_str(), settings.port));
+        let stream = match tokio::time::timeout(settings.connect_timeout, tcp).await {
+            Err(_) => {
+                return Err(TransportError::ConnectTimeout {
+                    addr,
+                    secs: settings.connect_timeout.as_secs(),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(TransportError::Connect {
+                    addr,
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        // connect_stream, unlike client::connect, leaves this to us.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(addr = %addr, "set_nodelay failed: {e}");
+        }
+        Ok(stream)
     }
 }
 
@@ -79,7 +169,12 @@ impl Default for SshConnector {
     }
 }
 
-fn client_config(host_key_order: Cow<'static, [Algorithm]>) -> client::Config {
+fn client_config(host_key_order: Cow<'static, [Algorithm]>, certificates: bool) -> client::Config {
+    let host_key_certificates = if certificates {
+        host_key_order.clone()
+    } else {
+        Cow::Borrowed(&[][..])
+    };
     client::Config {
         inactivity_timeout: Some(INACTIVITY_TIMEOUT),
         keepalive_interval: Some(KEEPALIVE_INTERVAL),
@@ -89,13 +184,13 @@ fn client_config(host_key_order: Cow<'static, [Algorithm]>) -> client::Config {
         maximum_packet_size: MAX_PACKET_SIZE,
         preferred: russh::Preferred {
             key: host_key_order,
+            host_key_certificates,
             compression: Cow::Borrowed(&[russh::compression::NONE]),
             ..russh::Preferred::DEFAULT
         },
         ..Default::default()
     }
 }
-
 /// Like OpenSSH, ask first for the host-key algorithms the host is already
 /// known by: a host recorded with only its ECDSA key must be asked for that
 /// key, not flagged as changed for offering its ed25519 one. `None` when
@@ -120,7 +215,7 @@ fn host_key_order(recorded: &[Algorithm]) -> Option<Vec<Algorithm>> {
 }
 
 /// `address:port`, bracketing IPv6 literals.
-fn display_addr(address: &str, port: u16) -> String {
+pub(super) fn display_addr(address: &str, port: u16) -> String {
     if address.contains(':') {
         format!("[{address}]:{port}")
     } else {
@@ -133,79 +228,24 @@ impl Connector for SshConnector {
 
     async fn connect(&self, target: &Agent) -> Result<SshSession, TransportError> {
         let settings = &target.ssh;
-        let addr = display_addr(&target.address, settings.port);
-        let timed_out = |limit: Duration| TransportError::ConnectTimeout {
-            addr: addr.clone(),
-            secs: limit.as_secs(),
-        };
-
-        let recorded = {
-            let (path, address, port) = (
-                settings.known_hosts.clone(),
-                target.address.clone(),
-                settings.port,
-            );
-            tokio::task::spawn_blocking(move || {
-                known_hosts::recorded_algorithms(&path, &address, port)
-            })
-            .await
-            .unwrap_or_default()
-        };
-        let config = self.config_for(&recorded);
-
-        let tcp = TcpStream::connect((target.address.as_str(), settings.port));
-        let stream = match tokio::time::timeout(settings.connect_timeout, tcp).await {
-            Err(_) => return Err(timed_out(settings.connect_timeout)),
-            Ok(Err(e)) => {
-                return Err(TransportError::Connect {
-                    addr,
-                    reason: e.to_string(),
-                });
+        let addr = display_addr(&settings.host_name, settings.port);
+        let handle = match &settings.proxy_jump {
+            None => {
+                let stream = Self::dial(settings).await?;
+                self.handshake(settings, stream).await?
             }
-            Ok(Ok(stream)) => stream,
-        };
-        // connect_stream, unlike client::connect, leaves this to us.
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!(addr = %addr, "set_nodelay failed: {e}");
-        }
-
-        let verdict = Arc::new(Mutex::new(None));
-        let handler = HostKeyHandler {
-            address: target.address.clone(),
-            port: settings.port,
-            known_hosts: settings.known_hosts.clone(),
-            checking: settings.host_key_checking,
-            lock: self.known_hosts_lock.clone(),
-            verdict: verdict.clone(),
-        };
-        let handshake = async {
-            let mut handle = match client::connect_stream(config, stream, handler).await {
-                Ok(handle) => handle,
-                Err(e) => {
-                    // A refused host key has its precise reason stashed.
-                    let stashed = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    return Err(stashed.unwrap_or_else(|| TransportError::Connect {
-                        addr: addr.clone(),
-                        reason: format!("ssh handshake failed: {e}"),
-                    }));
-                }
-            };
-            let method = authenticate(&mut handle, settings, &addr).await?;
-            debug!(addr = %addr, user = %settings.user, "authenticated with {method}");
-            Ok(handle)
-        };
-        let limit = settings.connect_timeout.max(MIN_HANDSHAKE_TIMEOUT);
-        let handle = match tokio::time::timeout(limit, handshake).await {
-            Err(_) => return Err(timed_out(limit)),
-            Ok(result) => result?,
+            Some(jump) => {
+                let stream = self.bastions.open(self, settings, jump).await?;
+                self.handshake(settings, stream).await?
+            }
         };
         Ok(SshSession { handle, addr })
     }
 }
 
 /// The russh callbacks of one connection: only the host-key check matters.
-struct HostKeyHandler {
-    address: String,
+pub(super) struct HostKeyHandler {
+    host_name: String,
     port: u16,
     known_hosts: PathBuf,
     checking: HostKeyChecking,
@@ -221,13 +261,16 @@ impl client::Handler for HostKeyHandler {
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        // A host certificate is checked as its plain key.
+        let certificate = server_key.certificate().cloned();
         let key = server_key.public_key();
         let (path, checking, lock) = (self.known_hosts.clone(), self.checking, self.lock.clone());
-        let (address, port) = (self.address.clone(), self.port);
+        let (host, port) = (self.host_name.clone(), self.port);
         // File I/O and a std mutex: off the async workers.
-        let result = tokio::task::spawn_blocking(move || {
-            known_hosts::verify_host_key(&path, checking, &lock, &address, port, &key)
+        let result = tokio::task::spawn_blocking(move || match certificate {
+            Some(cert) => {
+                host_certs::verify_certificate(&path, checking, &lock, &host, port, &cert)
+            }
+            None => known_hosts::verify_host_key(&path, checking, &lock, &host, port, &key),
         })
         .await
         .unwrap_or_else(|e| Err(TransportError::Ssh(format!("host key check failed: {e}"))));
@@ -240,211 +283,6 @@ impl client::Handler for HostKeyHandler {
             }
         }
     }
-}
-
-/// A private key file, as far as we could read it.
-enum LoadedKey {
-    Usable(Box<PrivateKey>),
-    /// Passphrase-protected; its public half when we could find it.
-    Encrypted(Option<PublicKey>),
-    Broken(String),
-}
-
-fn load_key(path: &Path) -> LoadedKey {
-    match russh::keys::load_secret_key(path, None) {
-        Ok(key) => LoadedKey::Usable(Box::new(key)),
-        Err(e) => {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let encrypted = matches!(e, russh::keys::Error::KeyIsEncrypted)
-                || text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-                || text.contains("Proc-Type: 4,ENCRYPTED");
-            if !encrypted {
-                return LoadedKey::Broken(e.to_string());
-            }
-            // The public half: `<key>.pub`, or the clear part of an OpenSSH key.
-            let mut pub_path = path.as_os_str().to_owned();
-            pub_path.push(".pub");
-            let public = russh::keys::load_public_key(PathBuf::from(pub_path))
-                .ok()
-                .or_else(|| {
-                    russh::keys::ssh_key::PrivateKey::from_openssh(text.as_bytes())
-                        .ok()
-                        .map(|k| k.public_key().clone())
-                });
-            LoadedKey::Encrypted(public)
-        }
-    }
-}
-
-/// Lazily asks the server which RSA signature hash it wants (up to 1 s wait).
-async fn rsa_hash(
-    handle: &Handle<HostKeyHandler>,
-    cache: &mut Option<Option<HashAlg>>,
-) -> Result<Option<HashAlg>, TransportError> {
-    if cache.is_none() {
-        let best = handle
-            .best_supported_rsa_hash()
-            .await
-            .map_err(|e| TransportError::Ssh(format!("negotiating the RSA signature hash: {e}")))?;
-        *cache = Some(best.flatten());
-    }
-    Ok(cache.flatten())
-}
-
-async fn try_private_key(
-    handle: &mut Handle<HostKeyHandler>,
-    user: &str,
-    key: Box<PrivateKey>,
-    rsa_cache: &mut Option<Option<HashAlg>>,
-) -> Result<bool, TransportError> {
-    let hash = if key.algorithm().is_rsa() {
-        rsa_hash(handle, rsa_cache).await?
-    } else {
-        None
-    };
-    let key = PrivateKeyWithHashAlg::new(Arc::new(*key), hash);
-    match handle.authenticate_publickey(user, key).await {
-        Ok(result) => Ok(result.success()),
-        Err(e) => {
-            debug!("public key authentication failed: {e}");
-            Ok(false)
-        }
-    }
-}
-
-/// Authenticates `settings.user`; returns what worked, for the log.
-async fn authenticate(
-    handle: &mut Handle<HostKeyHandler>,
-    settings: &SshSettings,
-    addr: &str,
-) -> Result<String, TransportError> {
-    let user = settings.user.as_str();
-    let mut tried: Vec<String> = Vec::new();
-    let mut rsa_cache = None;
-    // An explicit key that cannot be used without a passphrase: reported
-    // as such if nothing else gets in.
-    let mut key_problem: Option<TransportError> = None;
-    let mut preferred_public: Option<PublicKey> = None;
-
-    if let Some(path) = &settings.identity_file {
-        let shown = path.display().to_string();
-        match load_key(path) {
-            LoadedKey::Usable(key) => {
-                if try_private_key(handle, user, key, &mut rsa_cache).await? {
-                    return Ok(format!("identity file {shown}"));
-                }
-                tried.push(format!("identity file {shown}"));
-            }
-            LoadedKey::Encrypted(public) => {
-                preferred_public = public;
-                tried.push(format!("identity file {shown} (passphrase-protected)"));
-                key_problem = Some(TransportError::Key {
-                    path: shown.clone(),
-                    reason: format!(
-                        "it is passphrase-protected and calico-rollout never prompts; \
-                         load it into ssh-agent (`ssh-add {shown}`) and make sure \
-                         SSH_AUTH_SOCK is set"
-                    ),
-                });
-            }
-            LoadedKey::Broken(reason) => {
-                return Err(TransportError::Key {
-                    path: shown,
-                    reason,
-                });
-            }
-        }
-    }
-
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match AgentClient::connect_env().await {
-            Err(e) => tried.push(format!("ssh-agent (cannot connect: {e})")),
-            Ok(mut agent) => match agent.request_identities().await {
-                Err(e) => tried.push(format!("ssh-agent (cannot list keys: {e})")),
-                Ok(identities) => {
-                    let mut keys: Vec<PublicKey> = identities
-                        .iter()
-                        .map(|i| i.public_key().into_owned())
-                        .collect();
-                    // The configured key first: servers allow only a few attempts.
-                    if let Some(wanted) = &preferred_public {
-                        keys.sort_by_key(|k| k.key_data() != wanted.key_data());
-                    }
-                    for key in &keys {
-                        let hash = if key.algorithm().is_rsa() {
-                            rsa_hash(handle, &mut rsa_cache).await?
-                        } else {
-                            None
-                        };
-                        match handle
-                            .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
-                            .await
-                        {
-                            Ok(result) if result.success() => {
-                                return Ok(format!(
-                                    "ssh-agent key {}",
-                                    known_hosts::fingerprint(key)
-                                ));
-                            }
-                            Ok(_) => {}
-                            Err(e) => debug!("ssh-agent signing failed: {e}"),
-                        }
-                        if handle.is_closed() {
-                            break;
-                        }
-                    }
-                    tried.push(format!("ssh-agent ({} keys)", keys.len()));
-                }
-            },
-        }
-    } else {
-        tried.push("ssh-agent (SSH_AUTH_SOCK not set)".into());
-    }
-
-    if settings.identity_file.is_none() {
-        let ssh_dir = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh"));
-        let mut found = false;
-        for name in DEFAULT_KEYS.iter().filter(|_| ssh_dir.is_some()) {
-            if handle.is_closed() {
-                break;
-            }
-            let path = ssh_dir.as_ref().map(|d| d.join(name)).unwrap_or_default();
-            if !path.exists() {
-                continue;
-            }
-            found = true;
-            let shown = path.display().to_string();
-            match load_key(&path) {
-                LoadedKey::Usable(key) => {
-                    if try_private_key(handle, user, key, &mut rsa_cache).await? {
-                        return Ok(shown);
-                    }
-                    tried.push(shown);
-                }
-                LoadedKey::Encrypted(_) => tried.push(format!("{shown} (passphrase-protected)")),
-                LoadedKey::Broken(reason) => tried.push(format!("{shown} (unreadable: {reason})")),
-            }
-        }
-        if !found {
-            tried.push(format!(
-                "no default key in ~/.ssh ({})",
-                DEFAULT_KEYS.join(", ")
-            ));
-        }
-    }
-
-    if handle.is_closed() {
-        tried.push(format!(
-            "then {addr} closed the connection (too many attempts? see sshd MaxAuthTries)"
-        ));
-    }
-    if let Some(problem) = key_problem {
-        return Err(problem);
-    }
-    Err(TransportError::Auth {
-        user: user.to_string(),
-        tried: tried.join(", "),
-    })
 }
 
 /// An authenticated connection to one host.
@@ -666,6 +504,7 @@ impl Transport for SshSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use russh::keys::HashAlg;
 
     #[test]
     fn addresses_are_shown_with_their_port() {
@@ -703,34 +542,5 @@ mod tests {
         assert_eq!(signal_label(&Sig::KILL, false), "KILL");
         assert_eq!(signal_label(&Sig::SEGV, true), "SEGV (core dumped)");
         assert_eq!(signal_label(&Sig::Custom("XCPU".into()), false), "XCPU");
-    }
-
-    /// An ed25519 key encrypted with the passphrase "secret" (ssh-keygen).
-    const ENCRYPTED_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
-b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBVTxUWZE
-IoDeooKqIEWYiaAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIENQdFTEfK23WOu6
-uW9HWz5rEJQ7MO9uqr6j1xSbLM7IAAAAkNwWuA4RuToBSm6fhj0UmzBcV+yT9LZY7BBd7M
-8e/icdbruLDVAMIu9IiD6EM8lEqf77o8Qb66sb3VJR0sLUmEHIlUOSTO7WymJcB8N7Tbyw
-u7uQ4HQs3CAKKK5ktrHjgpZuLejlBE/9yp8mDKuqnGuJSZKH2kcwI4g06QIVlTRKOkqUvd
-P73zhJwB8pvFOD4w==
------END OPENSSH PRIVATE KEY-----
-";
-    const ENCRYPTED_KEY_PUB: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIENQdFTEfK23WOu6uW9HWz5rEJQ7MO9uqr6j1xSbLM7I";
-
-    #[test]
-    fn encrypted_keys_are_recognised_and_keep_their_public_half() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("id_ed25519");
-        std::fs::write(&path, ENCRYPTED_KEY).unwrap();
-        let expected = PublicKey::from_openssh(ENCRYPTED_KEY_PUB).unwrap();
-        match load_key(&path) {
-            LoadedKey::Encrypted(Some(public)) => {
-                assert_eq!(public.key_data(), expected.key_data())
-            }
-            _ => panic!("expected an encrypted key with its public half"),
-        }
-        std::fs::write(&path, "not a key").unwrap();
-        assert!(matches!(load_key(&path), LoadedKey::Broken(_)));
     }
 }

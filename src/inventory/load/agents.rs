@@ -1,6 +1,7 @@
 //! The `agents:` list and its SSH settings: each agent's own keys win over
-//! the `ssh:` section, which wins over the built-in defaults; then the key
-//! and known_hosts files the result names are checked.
+//! the `ssh:` section, which wins over the operator's ssh_config, which wins
+//! over the built-in defaults; then the key and known_hosts files the result
+//! names are checked.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,9 +10,10 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::check::{Checker, FileCheck, Setting};
+use super::ssh_config::{ClientConfig, HostConfig};
 use crate::inventory::raw::{RawAgent, RawInventory, RawSsh};
-use crate::inventory::values::{self, InvalidValue};
-use crate::inventory::{Agent, HostKeyChecking, Role, SshSettings};
+use crate::inventory::values::{self, InvalidValue, JumpSpec};
+use crate::inventory::{Agent, HostKeyChecking, ProxyJump, Role, SshSettings};
 
 const DEFAULT_USER: &str = "root";
 const DEFAULT_PORT: u16 = 22;
@@ -30,6 +32,7 @@ pub(super) struct SshLayer {
     host_key_checking: Option<Setting<HostKeyChecking>>,
     become_root: Option<Setting<bool>>,
     connect_timeout: Option<Setting<Duration>>,
+    proxy_jump: Option<Setting<JumpSpec>>,
 }
 
 impl Checker<'_> {
@@ -62,6 +65,7 @@ impl Checker<'_> {
                 "connect_timeout",
                 values::parse_duration,
             ),
+            proxy_jump: self.setting(raw.proxy_jump.as_ref(), "proxy_jump", values::proxy_jump),
         }
     }
 
@@ -70,6 +74,7 @@ impl Checker<'_> {
         raw: &RawInventory,
         doc: Location,
         defaults: &SshLayer,
+        client: Option<&ClientConfig>,
         ssh_section: Option<Location>,
         by_zone_at: Option<Location>,
     ) -> Option<Vec<Agent>> {
@@ -107,7 +112,7 @@ impl Checker<'_> {
                     names.insert(name.value.clone(), name.referenced.line());
                 }
             }
-            match self.agent(entry, defaults, ssh_section, by_zone_at) {
+            match self.agent(entry, defaults, client, ssh_section, by_zone_at) {
                 Some(agent) => agents.push(agent),
                 None => ok = false,
             }
@@ -119,6 +124,7 @@ impl Checker<'_> {
         &mut self,
         entry: &Spanned<RawAgent>,
         defaults: &SshLayer,
+        client: Option<&ClientConfig>,
         ssh_section: Option<Location>,
         by_zone_at: Option<Location>,
     ) -> Option<Agent> {
@@ -162,10 +168,17 @@ impl Checker<'_> {
             None => Some(None),
         };
         let own = self.ssh_layer(&raw.ssh_overrides());
-        let ssh = self.resolve_ssh(&own, defaults, entry.referenced, ssh_section)?;
+        let address = address?;
+        let layers = Layers {
+            own: &own,
+            defaults,
+            client,
+            address: &address,
+        };
+        let ssh = self.resolve_ssh(&layers, entry.referenced, ssh_section)?;
         Some(Agent {
             name: name?,
-            address: address?,
+            address,
             role,
             zone: zone?,
             mesos_address: mesos_address?,
@@ -173,20 +186,29 @@ impl Checker<'_> {
         })
     }
 
-    /// Agent keys win over the `ssh:` section, which wins over the defaults;
-    /// then the local files the result names are checked.
+    /// Agent keys win over the `ssh:` section, which wins over ssh_config,
+    /// which wins over the defaults; then the local files the result names
+    /// are checked.
     fn resolve_ssh(
         &mut self,
-        own: &SshLayer,
-        defaults: &SshLayer,
+        layers: &Layers<'_>,
         agent_at: Location,
         ssh_section: Option<Location>,
     ) -> Option<SshSettings> {
         fn pick<T: Clone>(a: &Option<Setting<T>>, b: &Option<Setting<T>>) -> Option<Setting<T>> {
             a.clone().or_else(|| b.clone())
         }
-        let user = pick(&own.user, &defaults.user).map_or(DEFAULT_USER.into(), |s| s.value);
-        let port = pick(&own.port, &defaults.port).map_or(DEFAULT_PORT, |s| s.value);
+        let (own, defaults) = (layers.own, layers.defaults);
+        let cfg = layers.host_config(layers.address);
+        let from_config = self.config_values(layers, &cfg, agent_at);
+        let user = pick(&own.user, &defaults.user)
+            .map(|s| s.value)
+            .or(from_config.user)
+            .unwrap_or_else(|| DEFAULT_USER.into());
+        let port = pick(&own.port, &defaults.port)
+            .map(|s| s.value)
+            .or(cfg.port)
+            .unwrap_or(DEFAULT_PORT);
         let become_root = pick(&own.become_root, &defaults.become_root).is_none_or(|s| s.value);
         let connect_timeout = pick(&own.connect_timeout, &defaults.connect_timeout)
             .map_or(DEFAULT_CONNECT_TIMEOUT, |s| s.value);
@@ -195,34 +217,44 @@ impl Checker<'_> {
             .as_ref()
             .map_or(HostKeyChecking::Strict, |s| s.value);
 
-        let identity = pick(&own.identity_file, &defaults.identity_file);
+        let identity = pick(&own.identity_file, &defaults.identity_file).or_else(|| {
+            // OpenSSH skips the IdentityFile entries that do not exist.
+            cfg.identity_files
+                .iter()
+                .find(|p| p.exists())
+                .map(|p| Setting {
+                    value: p.clone(),
+                    at: None,
+                })
+        });
         if let Some(id) = &identity {
             let at = id.at.unwrap_or(agent_at);
             self.check_file(&id.value, FileCheck::Identity, at);
         }
 
-        let known_hosts = match pick(&own.known_hosts, &defaults.known_hosts) {
-            Some(k) => k,
-            None => match self.home {
-                Some(home) => Setting {
-                    value: home.join(".ssh/known_hosts"),
-                    at: None,
-                },
-                None => {
-                    if !self.home_reported {
-                        self.home_reported = true;
-                        self.report(
-                            ssh_section.unwrap_or(agent_at),
-                            format!(
-                                "the default known_hosts {DEFAULT_KNOWN_HOSTS} needs $HOME, \
+        let known_hosts =
+            match pick(&own.known_hosts, &defaults.known_hosts).or(from_config.known_hosts) {
+                Some(k) => k,
+                None => match self.home {
+                    Some(home) => Setting {
+                        value: home.join(".ssh/known_hosts"),
+                        at: None,
+                    },
+                    None => {
+                        if !self.home_reported {
+                            self.home_reported = true;
+                            self.report(
+                                ssh_section.unwrap_or(agent_at),
+                                format!(
+                                    "the default known_hosts {DEFAULT_KNOWN_HOSTS} needs $HOME, \
                                  which is not set; set `ssh.known_hosts`"
-                            ),
-                        );
+                                ),
+                            );
+                        }
+                        return None;
                     }
-                    return None;
-                }
-            },
-        };
+                },
+            };
         let at = known_hosts
             .at
             .or(checking.as_ref().and_then(|c| c.at))
@@ -234,7 +266,43 @@ impl Checker<'_> {
         };
         self.check_file(&known_hosts.value, check, at);
 
+        let jump = match pick(&own.proxy_jump, &defaults.proxy_jump) {
+            Some(s) => Some(s.value),
+            None => from_config.proxy_jump?,
+        };
+        let proxy_jump = match jump {
+            None | Some(JumpSpec::Direct) => None,
+            Some(JumpSpec::Via {
+                user: jump_user,
+                host,
+                port,
+            }) => {
+                // The bastion is looked up in ssh_config too, as `ssh -J` does;
+                // it is dialled directly (one hop).
+                let bastion = layers.host_config(&host);
+                Some(ProxyJump {
+                    user: jump_user
+                        .or_else(|| {
+                            bastion
+                                .user
+                                .clone()
+                                .filter(|u| values::user_name(u).is_ok())
+                        })
+                        .unwrap_or_else(|| user.clone()),
+                    host: bastion
+                        .host_name
+                        .clone()
+                        .filter(|h| values::address(h).is_ok())
+                        .unwrap_or(host),
+                    port: port.or(bastion.port).unwrap_or(DEFAULT_PORT),
+                })
+            }
+        };
+
         Some(SshSettings {
+            host_name: from_config
+                .host_name
+                .unwrap_or_else(|| layers.address.to_string()),
             user,
             port,
             identity_file: identity.map(|s| s.value),
@@ -242,8 +310,102 @@ impl Checker<'_> {
             host_key_checking,
             become_root,
             connect_timeout,
+            proxy_jump,
         })
     }
+
+    /// ssh_config's values for the agent, checked; a bad one is reported
+    /// (naming the config file) and left out.
+    fn config_values(
+        &mut self,
+        layers: &Layers<'_>,
+        cfg: &HostConfig,
+        agent_at: Location,
+    ) -> ConfigValues {
+        let mut out = ConfigValues {
+            proxy_jump: Some(None),
+            ..ConfigValues::default()
+        };
+        let Some(client) = layers.client else {
+            return out;
+        };
+        let source = format!("in {} (Host {})", client.path.display(), layers.address);
+        let checked = |this: &mut Self,
+                       what: &str,
+                       value: &str,
+                       parse: fn(&str) -> Result<String, InvalidValue>| {
+            match parse(value) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    this.report(agent_at, format!("{} {source}", e.named(what)));
+                    None
+                }
+            }
+        };
+        out.user = cfg
+            .user
+            .as_deref()
+            .and_then(|u| checked(self, "User", u, values::user_name));
+        out.host_name = cfg
+            .host_name
+            .as_deref()
+            .and_then(|h| checked(self, "HostName", h, values::address));
+        out.known_hosts = cfg.known_hosts.as_deref().and_then(|k| {
+            match self.local_path(k, "UserKnownHostsFile") {
+                Ok(value) => Some(Setting { value, at: None }),
+                Err(e) => {
+                    self.report(agent_at, format!("{e} {source}"));
+                    None
+                }
+            }
+        });
+        out.proxy_jump = match cfg.proxy_jump.as_slice() {
+            [] => Some(None),
+            [one] => match values::proxy_jump(one) {
+                Ok(spec) => Some(Some(spec)),
+                Err(e) => {
+                    self.report(agent_at, format!("{} {source}", e.named("ProxyJump")));
+                    None
+                }
+            },
+            chain => {
+                self.report(
+                    agent_at,
+                    format!(
+                        "ProxyJump {} {source} is a chain of bastions; calico-rollout \
+                         connects through one (set `proxy_jump: user@host:port`)",
+                        chain.join(",")
+                    ),
+                );
+                None
+            }
+        };
+        out
+    }
+}
+
+/// The sources of one agent's SSH settings, strongest first.
+struct Layers<'a> {
+    own: &'a SshLayer,
+    defaults: &'a SshLayer,
+    client: Option<&'a ClientConfig>,
+    address: &'a str,
+}
+
+impl Layers<'_> {
+    fn host_config(&self, host: &str) -> HostConfig {
+        self.client.map(|c| c.host(host)).unwrap_or_default()
+    }
+}
+
+/// The checked values ssh_config gives an agent.
+#[derive(Default)]
+struct ConfigValues {
+    user: Option<String>,
+    host_name: Option<String>,
+    known_hosts: Option<Setting<PathBuf>>,
+    /// `None`: a bad value, already reported.
+    proxy_jump: Option<Option<JumpSpec>>,
 }
 
 fn host_key_checking(s: &str) -> Result<HostKeyChecking, InvalidValue> {

@@ -200,6 +200,10 @@ impl Checker<'_> {
                 };
                 if !m.is_file() {
                     Some(format!("{label} {shown} is not a regular file"))
+                } else if kind == FileCheck::Identity
+                    && let Some(refusal) = crate::inventory::key_too_open(path, &m)
+                {
+                    Some(refusal)
                 } else {
                     fs::File::open(path)
                         .err()

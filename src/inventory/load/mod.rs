@@ -14,6 +14,7 @@ mod agents;
 mod check;
 mod rollout;
 mod sections;
+mod ssh_config;
 #[cfg(test)]
 mod tests;
 mod tls;

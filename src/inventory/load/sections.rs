@@ -94,7 +94,16 @@ impl Checker<'_> {
             self.check_file(&dir, FileCheck::Templates, s.referenced);
             Some(dir)
         });
-        let agents = self.agents(raw, doc, &defaults, ssh_section, by_zone_at);
+        let config_file = raw.ssh.as_ref().and_then(|s| s.value.config_file.as_ref());
+        let client = self.client_config(config_file, ssh_section, doc);
+        let agents = self.agents(
+            raw,
+            doc,
+            &defaults,
+            client.as_ref(),
+            ssh_section,
+            by_zone_at,
+        );
 
         Some(Parts {
             etcd: etcd?,

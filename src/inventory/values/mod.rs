@@ -7,6 +7,7 @@
 
 mod batches;
 mod image;
+mod jump;
 mod names;
 mod network;
 mod remote_path;
@@ -18,6 +19,7 @@ use std::fmt;
 
 pub use batches::{BatchSize, FailureBudget};
 pub use image::ImageRef;
+pub(crate) use jump::{JumpSpec, proxy_jump};
 pub(crate) use names::{agent_name, env_key, env_value, file_name, user_name, zone};
 pub use network::Endpoint;
 pub(crate) use network::{address, cluster_store, download_url, port, sha256};

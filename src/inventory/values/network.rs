@@ -84,7 +84,7 @@ impl FromStr for Endpoint {
 }
 
 /// Splits `host[:port]` / `[v6][:port]`, checking the host.
-fn split_host_port(s: &str) -> Result<(&str, Option<&str>), String> {
+pub(super) fn split_host_port(s: &str) -> Result<(&str, Option<&str>), String> {
     if s.is_empty() {
         return Err("has no host".into());
     }
@@ -121,7 +121,7 @@ fn split_host_port(s: &str) -> Result<(&str, Option<&str>), String> {
     Ok((host, port))
 }
 
-fn parse_port(s: &str) -> Option<u16> {
+pub(super) fn parse_port(s: &str) -> Option<u16> {
     if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -6,6 +6,7 @@ mod bad_values;
 mod local_files;
 mod required;
 mod shape;
+mod ssh;
 mod tls;
 
 use std::fs;
@@ -92,7 +93,9 @@ impl Fixture {
     fn write(&self, rel: &str, text: &str) {
         let p = self.path(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
+        fs::write(&p, text).unwrap();
+        // As ssh-keygen leaves a key: a key others can read is refused.
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
 
     fn load(&self, yaml: &str) -> Result<Inventory, InventoryError> {

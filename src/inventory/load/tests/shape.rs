@@ -21,7 +21,7 @@ fn unknown_key_names_position_and_expected_keys() {
             "adress",
             "unknown field `adress`, expected one of `name`, `address`, `role`, `zone`, `mesos_address`, \
              `user`, `port`, `identity_file`, `known_hosts`, `host_key_checking`, `become`, \
-             `connect_timeout`",
+             `connect_timeout`, `proxy_jump`",
         ),
         (
             "rollout:",
