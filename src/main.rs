@@ -246,6 +246,14 @@ fn write_atomically(path: &std::path::Path, text: &str) -> Result<(), Error> {
         _ => std::path::Path::new("."),
     };
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    // A report holds no secret, and CI often reads it as another user;
+    // the temp file's own 0600 would hide it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(fail)?;
+    }
     tmp.write_all(text.as_bytes()).map_err(fail)?;
     tmp.as_file().sync_all().map_err(fail)?;
     tmp.persist(path).map_err(|e| fail(e.error))?;

@@ -108,6 +108,9 @@ fn an_apply_leaves_a_junit_file_and_one_json_object() {
     assert_eq!(run.code, 0);
 
     // JUnit: a testsuite per host, a testcase per step, nothing failed.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&junit).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "a CI job running as another user can read it");
     let elements = read_junit(&junit);
     let suites = named(&elements, "testsuite");
     let names: Vec<&str> = suites.iter().map(|s| s.attr("name")).collect();
