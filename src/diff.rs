@@ -164,34 +164,15 @@ impl Diff {
 
     /// The same diff with every environment value taken out.
     pub fn masked(&self) -> Diff {
-        match self {
-            Diff::Container {
-                name,
-                from_image,
-                to_image,
-                options_added,
-                options_removed,
-                options_unknown,
-                env,
-            } => Diff::Container {
-                name: name.clone(),
-                from_image: from_image.clone(),
-                to_image: to_image.clone(),
-                options_added: options_added.clone(),
-                options_removed: options_removed.clone(),
-                options_unknown: *options_unknown,
-                env: env
-                    .iter()
-                    .map(|k| KeyChange {
-                        old: None,
-                        new: None,
-                        masked: true,
-                        ..k.clone()
-                    })
-                    .collect(),
-            },
-            other => other.clone(),
+        let mut diff = self.clone();
+        if let Diff::Container { env, .. } = &mut diff {
+            for key in env {
+                key.old = None;
+                key.new = None;
+                key.masked = true;
+            }
         }
+        diff
     }
 }
 

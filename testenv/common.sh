@@ -62,3 +62,15 @@ host_key_line() {
     [ -n "$key" ] || return 1
     printf '[127.0.0.1]:%s %s\n' "$2" "$key"
 }
+
+# write_known_hosts FILE: every agent of the world's AGENTS ("name container
+# port ...") as host_key_line gives it, written whole or not at all.
+write_known_hosts() {
+    local tmp="$1.tmp" a name container port
+    : >"$tmp"
+    for a in "${AGENTS[@]}"; do
+        read -r name container port _ <<<"$a"
+        host_key_line "$container" "$port" >>"$tmp" || die "$name: no ed25519 host key"
+    done
+    mv "$tmp" "$1"
+}

@@ -89,11 +89,5 @@ for m in etcd-lo etcd-nolo; do
 done
 docker exec "$PROJECT-agent-1" rm -f /tmp/ca.pem
 
-tmp="$STATE/known_hosts.tmp"
-: >"$tmp"
-for a in "${AGENTS[@]}"; do
-    read -r svc container port <<<"$a"
-    host_key_line "$container" "$port" >>"$tmp" || die "$svc: no ed25519 host key"
-done
-mv "$tmp" "$STATE/known_hosts"
+write_known_hosts "$STATE/known_hosts"
 log "TLS world ready: ssh -i $KEY -o UserKnownHostsFile=$STATE/known_hosts -p 22351 root@127.0.0.1"
