@@ -44,9 +44,52 @@ pub fn compact<S: AsRef<str>>(names: &[S]) -> String {
     out.join(", ")
 }
 
+/// Hosts whose text reads the same, together, in the order each text
+/// first appears: how plan and status say a thing once for many hosts.
+pub fn group_by_text<'a>(
+    hosts: impl IntoIterator<Item = (&'a str, String)>,
+) -> Vec<(String, Vec<&'a str>)> {
+    let mut groups: Vec<(String, Vec<&'a str>)> = Vec::new();
+    for (host, text) in hosts {
+        match groups.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, names)) => names.push(host),
+            None => groups.push((text, vec![host])),
+        }
+    }
+    groups
+}
+
+/// A group's heading: its hosts folded into ranges, and how many there
+/// are when more than one (`agent-[1-3] (3 hosts)`).
+pub fn heading(hosts: &[&str]) -> String {
+    if hosts.len() > 1 {
+        format!("{} ({} hosts)", compact(hosts), hosts.len())
+    } else {
+        compact(hosts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::compact;
+    use super::{compact, group_by_text, heading};
+
+    #[test]
+    fn hosts_with_the_same_text_share_one_heading() {
+        let groups = group_by_text([
+            ("agent-1", "a".to_string()),
+            ("pub-1", "b".to_string()),
+            ("agent-2", "a".to_string()),
+        ]);
+        assert_eq!(
+            groups,
+            [
+                ("a".to_string(), vec!["agent-1", "agent-2"]),
+                ("b".to_string(), vec!["pub-1"])
+            ]
+        );
+        assert_eq!(heading(&groups[0].1), "agent-[1-2] (2 hosts)");
+        assert_eq!(heading(&groups[1].1), "pub-1");
+    }
 
     #[test]
     fn runs_of_numbers_become_ranges() {

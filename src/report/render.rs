@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::diffs::diff_lines;
-use super::hosts::compact;
+use super::hosts::{compact, group_by_text, heading};
 use super::{Halt, HostReport, Report, Status, StepResult};
 use crate::step::StepName;
 
@@ -215,22 +215,15 @@ fn plan_lines(host: &HostReport) -> String {
 /// What `plan` prints: what apply would change and restart, hosts with the
 /// same plan together, and how long it would take.
 pub fn render_plan(report: &Report) -> String {
-    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
-    for host in &report.hosts {
-        let lines = plan_lines(host);
-        match groups.iter_mut().find(|(l, _)| *l == lines) {
-            Some((_, hosts)) => hosts.push(&host.host),
-            None => groups.push((lines, vec![&host.host])),
-        }
-    }
+    let groups = group_by_text(
+        report
+            .hosts
+            .iter()
+            .map(|h| (h.host.as_str(), plan_lines(h))),
+    );
     let mut out = String::new();
     for (lines, hosts) in &groups {
-        let count = if hosts.len() > 1 {
-            format!(" ({} hosts)", hosts.len())
-        } else {
-            String::new()
-        };
-        let _ = write!(out, "{}{count}:\n{lines}", compact(hosts));
+        let _ = write!(out, "{}:\n{lines}", heading(hosts));
     }
     let changes: usize = report
         .hosts

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::hosts::compact;
+use super::hosts::{group_by_text, heading};
 use super::status::{ContainerSeen, DriftStatus, Health, HostStatus, LockSeen, Seen, Standing};
 use super::status::{StatusReport, Unread};
 
@@ -15,22 +15,10 @@ const LABEL: usize = 13;
 const SHORT_HASH: usize = 12;
 
 pub fn render_status(report: &StatusReport) -> String {
-    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
-    for host in &report.hosts {
-        let text = block(host);
-        match groups.iter_mut().find(|(t, _)| *t == text) {
-            Some((_, hosts)) => hosts.push(&host.host),
-            None => groups.push((text, vec![&host.host])),
-        }
-    }
+    let groups = group_by_text(report.hosts.iter().map(|h| (h.host.as_str(), block(h))));
     let mut out = String::new();
     for (text, hosts) in &groups {
-        let count = if hosts.len() > 1 {
-            format!(" ({} hosts)", hosts.len())
-        } else {
-            String::new()
-        };
-        let _ = write!(out, "{}{count}: {text}", compact(hosts));
+        let _ = write!(out, "{}: {text}", heading(hosts));
     }
     let count = |want: &[Standing]| {
         report
