@@ -25,7 +25,11 @@ LOG_PREFIX=tls-up
 # shellcheck source=../common.sh
 . "$REPO_ROOT/testenv/common.sh"
 need_tools
-command -v openssl >/dev/null || die "openssl not found"
+if ! command -v openssl >/dev/null; then
+    log "installing openssl (apt-get)"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >&2
+fi
 if ! docker image inspect calico-rollout-test/agent:latest >/dev/null 2>&1; then
     "$REPO_ROOT/testenv/build-images.sh"
 fi
