@@ -18,6 +18,11 @@ pub const DAEMON_JSON_PATH: &str = "/etc/docker/daemon.json";
 pub const CNI_CONFIG_NAME: &str = "calico.cni";
 pub const NODE_CONTAINER: &str = "calico-node";
 pub const LIBNETWORK_CONTAINER: &str = "calico-libnetwork";
+/// The libnetwork plugin's sockets, and the driver each serves.
+pub const LIBNETWORK_SOCKETS: [(&str, &str); 2] = [
+    ("/run/docker/plugins/calico.sock", "NetworkDriver"),
+    ("/run/docker/plugins/calico-ipam.sock", "IpamDriver"),
+];
 /// The container label that records which spec a container was started from.
 pub const SPEC_LABEL: &str = "org.projectcalico.rollout.spec";
 /// The container label that records its `docker run` options (a JSON
@@ -166,6 +171,49 @@ pub struct ContainerSpec {
     /// Hash of image, options and environment: a running container with a
     /// different hash is replaced.
     pub spec_hash: String,
+    /// For calico-node: what its environment turns on, which the node
+    /// gate checks beyond the container running.
+    pub node_checks: Option<NodeChecks>,
+}
+
+/// What calico-node's environment says its health gate can check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeChecks {
+    /// Felix's health port, or why the endpoint is off.
+    pub felix: Result<u16, String>,
+    /// Whether BIRD6 runs beside BIRD, or why there is no BGP.
+    pub bgp: Result<bool, String>,
+}
+
+/// Felix's default health port (`FELIX_HEALTHPORT`).
+pub const FELIX_HEALTH_PORT: u16 = 9099;
+
+impl NodeChecks {
+    /// Read from calico-node's environment as calico/node v2.6 reads it.
+    fn from_env(env: &std::collections::BTreeMap<String, String>) -> Result<Self, String> {
+        let get = |k: &str| env.get(k).map(|v| v.trim()).unwrap_or_default();
+        let felix = if get("FELIX_HEALTHENABLED").eq_ignore_ascii_case("true") {
+            match get("FELIX_HEALTHPORT") {
+                "" => Ok(FELIX_HEALTH_PORT),
+                p => Ok(p
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| format!("env FELIX_HEALTHPORT {p:?} is not a port"))?),
+            }
+        } else {
+            Err("FELIX_HEALTHENABLED is not true in calico-node's environment".to_string())
+        };
+        let bgp = if get("CALICO_NETWORKING_BACKEND").eq_ignore_ascii_case("none") {
+            Err("CALICO_NETWORKING_BACKEND is none (policy only): there is no BIRD".to_string())
+        } else {
+            Ok(!matches!(
+                get("IP6").to_ascii_lowercase().as_str(),
+                "" | "none"
+            ))
+        };
+        Ok(NodeChecks { felix, bgp })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +225,10 @@ pub struct Desired {
     pub cni: Option<CniDesired>,
     pub libnetwork: Option<ContainerSpec>,
     pub node: Option<ContainerSpec>,
+    /// On a node with no BGP session before, how many its BGP gate needs.
+    pub min_bgp_peers: usize,
+    /// The operator's own checks, each after one step.
+    pub checks: Vec<crate::inventory::OperatorCheck>,
 }
 
 #[derive(Debug, Clone)]
@@ -411,6 +463,8 @@ pub fn for_agent(
         cni,
         libnetwork,
         node,
+        min_bgp_peers: inv.rollout.min_bgp_peers,
+        checks: inv.rollout.checks.clone(),
     })
 }
 
@@ -489,12 +543,17 @@ pub(crate) fn container_spec(
             .collect();
         spec["reads"] = files.into();
     }
+    let node_checks = match name {
+        NODE_CONTAINER => Some(NodeChecks::from_env(&env).map_err(bad)?),
+        _ => None,
+    };
     Ok(ContainerSpec {
         name,
         image: cfg.image.clone(),
         options,
         spec_hash: sha256_hex(spec.to_string().as_bytes()),
         env_file,
+        node_checks,
     })
 }
 

@@ -63,6 +63,10 @@ pub struct Facts {
     pub mesos_ip: Option<String>,
     /// What earlier applies changed here, and how far it was taken back.
     pub history: History,
+    /// calico-node's BGP sessions as BIRD showed them, when they were
+    /// read (calico-node is managed with BGP on); `Err` with why not
+    /// (no calico-node running, no BIRD).
+    pub bgp: Option<Result<Vec<crate::bgp::Session>, String>>,
 }
 
 /// One etcd member's answer to a TLS client that expects 127.0.0.1, as
@@ -348,8 +352,15 @@ pub fn from_records(probes: &BTreeMap<String, Record>) -> Result<Facts, ProbeErr
         tls_loopback: Vec::new(),
         mesos_ip,
         history,
+        bgp: probes.get(BGP_RECORD).map(|r| {
+            crate::bgp::parse(&String::from_utf8_lossy(&r.out))
+                .map_err(|e| if r.code == 0 { e } else { r.text() })
+        }),
     })
 }
+
+/// The probe's record of BIRD's sessions.
+pub const BGP_RECORD: &str = "bgp";
 
 /// `systemctl show` of several units: a block of `Key=Value` lines each,
 /// separated by empty lines, keys in systemd's own order.

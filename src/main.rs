@@ -5,6 +5,7 @@
 //! `transport` seam whose SSH implementation does the talking. Every
 //! script that runs on an agent lives in `remote`.
 
+mod bgp;
 mod cli;
 mod config;
 mod controller;

@@ -74,6 +74,7 @@ pub fn plain_line(event: &Event<'_>, verbosity: Verbosity) -> Option<String> {
             what,
             deadline,
         } => format!("{host} {step}: {what} (up to {})", secs(*deadline)),
+        Event::Progress { host, what } => format!("{host}: {what}"),
         Event::Command {
             host,
             step,
@@ -226,6 +227,11 @@ impl Bars {
                     "    {{prefix:14}} {{msg}} ({{elapsed}} of {})",
                     secs(*deadline)
                 )));
+                bar.set_message(format!("{step}: {what}"));
+            }),
+            Event::Progress { host, what } => self.host(host, |bar| {
+                let step = bar.message();
+                let step = step.split(':').next().unwrap_or_default();
                 bar.set_message(format!("{step}: {what}"));
             }),
             Event::Command { .. } => {

@@ -81,6 +81,7 @@ impl HostRun {
             records: Vec::new(),
             restart_attempted: false,
             restart: change.restart.clone(),
+            checks: change.gate.iter().chain(&change.checks).cloned().collect(),
         });
         let unit = change.restart.as_ref().map(|r| r.unit.as_str());
         let mut todo: Vec<Ready> = Vec::new();
@@ -97,14 +98,10 @@ impl HostRun {
                 kind: Kind::Restart,
             });
         }
-        let gate = change
-            .restart
-            .as_ref()
-            .map(|r| r.gate.clone())
-            .or(change.gate.clone());
+        let gates = change.gates();
         // The agent bounds each part of the change; the wait is their sum,
-        // and two gate checks when there is a gate.
-        let checks = if gate.is_some() { 2 } else { 0 };
+        // and two gate checks when there are gates.
+        let checks = if gates.is_empty() { 0 } else { 2 };
         reporter.event(Event::Waiting {
             host: &self.agent.name,
             step,
@@ -113,7 +110,7 @@ impl HostRun {
                 .iter()
                 .map(|r| r.item.script.deadline)
                 .sum::<std::time::Duration>()
-                + policy.command_timeout * checks,
+                + (policy.command_timeout + remote::gate::extra_time(&gates)) * checks,
         });
         let mut passed = false;
         while !todo.is_empty() {
@@ -127,9 +124,9 @@ impl HostRun {
                 .map_or(todo.len(), |(k, _)| k);
             let rest = todo.split_off(cut);
             let last = rest.is_empty();
-            let gates: Vec<Gate> = gate.iter().filter(|_| last).cloned().collect();
+            let checked: &[Gate] = if last { &gates } else { &[] };
             let (report, stopped) = self
-                .run_batch(session, slot, i, &todo, &gates, policy)
+                .run_batch(session, slot, i, &todo, checked, policy)
                 .await?;
             todo = match stopped {
                 None => rest,
@@ -160,12 +157,17 @@ impl HostRun {
                 }
             };
             if last && let Some([a, b]) = report.readings {
-                passed = matches!((&a[0], &b[0]), (Ok(x), Ok(y)) if x.changed(y).is_none());
+                let a: Result<Vec<_>, _> = a.into_iter().collect();
+                let b: Result<Vec<_>, _> = b.into_iter().collect();
+                if let (Ok(a), Ok(b)) = (a, b)
+                    && super::gates::changed(&a, &b).is_none()
+                {
+                    self.tell_notes(&b, reporter);
+                    passed = true;
+                }
             }
         }
-        if let Some(gate) = &gate
-            && !passed
-        {
+        if !gates.is_empty() && !passed {
             let unhealthy = |e: StepError| match &change.restart {
                 Some(r) => e.context(format!("{} restarted but is not healthy", r.unit)),
                 None => e,
@@ -173,10 +175,10 @@ impl HostRun {
             reporter.event(Event::Waiting {
                 host: &self.agent.name,
                 step,
-                what: &format!("waiting for {}", super::waits::gate(gate)),
+                what: &format!("waiting for {}", super::waits::gates(&gates)),
                 deadline: policy.health_timeout,
             });
-            self.wait_healthy(session, gate, policy)
+            self.wait_healthy(session, &gates, policy, reporter)
                 .await
                 .map_err(unhealthy)?;
         }

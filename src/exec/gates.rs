@@ -11,6 +11,7 @@ use super::error::StepError;
 use super::host::{HostRun, Policy};
 use super::session::HostSession;
 use crate::remote::{self, gate::Identity};
+use crate::report::{Event, Reporter};
 use crate::steps::Gate;
 use crate::transport::{Connector, Stdin};
 
@@ -26,6 +27,11 @@ fn slower(now: Duration) -> Duration {
     (now * 3 / 2).min(LAST_POLL)
 }
 
+/// The first change of process among two readings of the same gates.
+pub(super) fn changed(before: &[Identity], now: &[Identity]) -> Option<String> {
+    before.iter().zip(now).find_map(|(a, b)| a.changed(b))
+}
+
 /// One reading of `gates`, in one round trip.
 async fn read<C: Connector>(
     session: &HostSession<C>,
@@ -38,33 +44,42 @@ async fn read<C: Connector>(
 }
 
 impl HostRun {
-    /// Polls the gate until it passes, the same process answering twice,
-    /// or `health_timeout` runs out.
+    /// Polls the gates until they pass together, each the same process
+    /// answering twice in a row, or `health_timeout` runs out.
     pub(super) async fn wait_healthy<C: Connector>(
         &self,
         session: &HostSession<C>,
-        gate: &Gate,
+        gates: &[Gate],
         policy: &Policy,
-    ) -> Result<Identity, StepError> {
+        reporter: &dyn Reporter,
+    ) -> Result<Vec<Identity>, StepError> {
         let deadline = Instant::now() + policy.health_timeout;
-        let mut last: Option<Identity> = None;
+        let mut last: Option<Vec<Identity>> = None;
         let mut why = String::from("no answer yet");
         let mut pause = FIRST_POLL;
         loop {
             session.touchable()?;
-            let reading = read(session, std::slice::from_ref(gate), policy)
-                .await?
-                .remove(0);
-            match reading {
-                Ok(id) => match last.as_ref().map(|l| l.changed(&id)) {
-                    Some(None) => return Ok(id),
+            let readings: Result<Vec<Identity>, String> =
+                read(session, gates, policy).await?.into_iter().collect();
+            match readings {
+                Ok(ids) => match last.as_ref().map(|l| changed(l, &ids)) {
+                    Some(None) => {
+                        self.tell_notes(&ids, reporter);
+                        return Ok(ids);
+                    }
                     Some(Some(change)) => {
                         why = change;
-                        last = Some(id);
+                        last = Some(ids);
                     }
-                    None => last = Some(id),
+                    None => last = Some(ids),
                 },
                 Err(e) => {
+                    if e != why {
+                        reporter.event(Event::Progress {
+                            host: &self.agent.name,
+                            what: &e,
+                        });
+                    }
                     why = e;
                     last = None;
                 }
@@ -77,6 +92,13 @@ impl HostRun {
             }
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = slower(pause);
+        }
+    }
+
+    /// What the operator should know about how gates were checked.
+    pub(super) fn tell_notes(&self, ids: &[Identity], reporter: &dyn Reporter) {
+        for note in ids.iter().filter_map(|id| id.note.as_deref()) {
+            reporter.event(Event::Notice(&format!("{}: {note}", self.agent.name)));
         }
     }
 

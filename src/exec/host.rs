@@ -74,6 +74,10 @@ pub(super) struct Applied {
     /// A restart was attempted.
     pub restart_attempted: bool,
     pub restart: Option<Restart>,
+    /// The gates after the restart's own (the container's, Calico's
+    /// health): those that still hold for what a revert puts back are
+    /// waited for after it.
+    pub checks: Vec<Gate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -451,13 +455,7 @@ impl HostRun {
                 Ok(()) => {
                     let summary = change.summary.join("; ");
                     self.finish(i, Status::Changed, summary, Some(reporter));
-                    gates.extend(
-                        change
-                            .restart
-                            .map(|r| r.gate)
-                            .or(change.gate)
-                            .map(|g| (i, g)),
-                    );
+                    gates.extend(change.gates().into_iter().map(|g| (i, g)));
                 }
                 Err(e) => {
                     failure = Some((i, e));

@@ -12,6 +12,7 @@ use crate::lock::{self, LockState};
 use crate::remote::{self, Script};
 use crate::report::{Event, Reporter, Status};
 use crate::step::{StepName, Undo};
+use crate::steps::Gate;
 use crate::transport::{Connector, Stdin};
 
 /// Reads what a lock refresh printed: Ok while this run holds the lock;
@@ -97,6 +98,7 @@ impl HostRun {
         session: &HostSession<C>,
         done: &Applied,
         policy: &Policy,
+        reporter: &dyn Reporter,
     ) -> (bool, Vec<String>) {
         let run = self.history_run(policy).to_string();
         let mut problems = Vec::new();
@@ -117,7 +119,7 @@ impl HostRun {
                 let script = remote::service::restart(&restart.unit, policy.health_timeout);
                 let back = match session.run(&script, Stdin::Empty).await {
                     Ok(_) => self
-                        .wait_healthy(session, &restart.gate.relaxed(), policy)
+                        .wait_healthy(session, &[restart.gate.relaxed()], policy, reporter)
                         .await
                         .map(|_| ()),
                     Err(e) => Err(e),
@@ -136,6 +138,25 @@ impl HostRun {
                     problems.push(format!("clearing the pending restart: {e}"));
                 }
             }
+        }
+        // Put back, a service must also work again as it did: calico-node
+        // with the BGP sessions it had.
+        let restored = done.records.iter().any(|(_, u)| {
+            matches!(
+                u,
+                Undo::Container {
+                    previous_id: Some(_),
+                    ..
+                }
+            )
+        }) || (done.restart.is_some() && (undid || done.restart_attempted));
+        let back: Vec<Gate> = done.checks.iter().filter_map(Gate::after_revert).collect();
+        if problems.is_empty()
+            && restored
+            && !back.is_empty()
+            && let Err(e) = self.wait_healthy(session, &back, policy, reporter).await
+        {
+            problems.push(format!("after the revert: {e}"));
         }
         if problems.is_empty() {
             let mark = remote::history::mark_restored(
@@ -189,7 +210,7 @@ impl HostRun {
             }
             Ok(()) => {
                 for a in applied.iter().rev() {
-                    let (touched, problems) = self.revert_step(session, a, policy).await;
+                    let (touched, problems) = self.revert_step(session, a, policy, reporter).await;
                     outcome.push((a.step, touched, problems));
                 }
             }

@@ -6,17 +6,12 @@ use crate::steps::{Action, Change, Gate};
 
 /// What a passing gate means.
 pub fn gate(gate: &Gate) -> String {
-    match gate {
-        Gate::EtcdGateway { .. } => "the etcd gateway to reach the cluster".into(),
-        Gate::Docker {
-            cluster_store: Some(_),
-        } => "the cluster store".into(),
-        Gate::Docker {
-            cluster_store: None,
-        } => "the docker daemon to answer".into(),
-        Gate::Mesos { .. } => "the Mesos agent's health endpoint".into(),
-        Gate::Container { name } => format!("{name} to run"),
-    }
+    gate.means()
+}
+
+/// What passing gates mean, together.
+pub fn gates(gates: &[Gate]) -> String {
+    gates.iter().map(Gate::means).collect::<Vec<_>>().join(", ")
 }
 
 /// What a step's change waits on while it is made.
@@ -76,6 +71,10 @@ pub fn watch(gates: &[Gate]) -> String {
             Gate::Docker { .. } => "docker".into(),
             Gate::Mesos { unit, .. } => unit.clone(),
             Gate::Container { name } => name.clone(),
+            Gate::Felix { .. } => "Felix".into(),
+            Gate::Bgp(_) => "the BGP sessions".into(),
+            Gate::Plugin => "the libnetwork plugin".into(),
+            Gate::Check(c) => format!("check {}", c.name),
         })
         .collect();
     format!("watching {} stay up (min_healthy)", names.join(", "))
@@ -108,7 +107,7 @@ mod tests {
         };
         assert_eq!(
             format!("waiting for {}", gate(&mesos)),
-            "waiting for the Mesos agent's health endpoint"
+            "waiting for the Mesos agent's health endpoint and its registration with a master"
         );
         let pull = Action::Pull {
             image: "calico/node:v3.1.0".into(),

@@ -6,6 +6,7 @@
 //! `values` holds the small validated types and the failure-budget
 //! arithmetic ([`FailureBudget::allowed`]); the rollout splits batches.
 
+mod checks;
 mod keyfile;
 mod load;
 mod raw;
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use checks::{CheckProbe, OperatorCheck};
 pub use keyfile::key_too_open;
 pub use load::{InventoryError, load};
 pub use values::{BatchSize, Endpoint, FailureBudget, ImageRef, RemotePath};
@@ -161,6 +163,12 @@ pub struct RolloutConfig {
     pub pull_timeout: Duration,
     /// Put a host that fails its health check back to what it ran before.
     pub revert: bool,
+    /// On a host with no BGP session Established before its calico-node is
+    /// replaced, how many must be Established after (or every session BIRD
+    /// has, when it has fewer).
+    pub min_bgp_peers: usize,
+    /// The operator's own checks, each after one step.
+    pub checks: Vec<OperatorCheck>,
 }
 
 impl Default for RolloutConfig {
@@ -182,6 +190,8 @@ impl Default for RolloutConfig {
             command_timeout: Duration::from_secs(30),
             pull_timeout: Duration::from_secs(300),
             revert: true,
+            min_bgp_peers: 1,
+            checks: Vec::new(),
         }
     }
 }

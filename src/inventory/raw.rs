@@ -104,6 +104,19 @@ pub(crate) struct RawRollout {
     pub command_timeout: Option<Str>,
     pub pull_timeout: Option<Str>,
     pub revert: Option<Str>,
+    pub min_bgp_peers: Option<Str>,
+    pub checks: Option<Spanned<Vec<Spanned<RawCheck>>>>,
+}
+
+/// One entry of `rollout.checks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    pub name: Option<Str>,
+    pub after: Option<Str>,
+    pub command: Option<Str>,
+    pub http: Option<Str>,
+    pub timeout: Option<Str>,
 }
 
 /// One entry of `agents:`. The SSH keys are spelled out (not flattened) so

@@ -76,7 +76,7 @@ pub fn script(items: &[Item], gates: &[Gate], gate_deadline: Duration) -> Script
         text.push_str(&gate::gates_body(gates, "a"));
         text.push_str(&format!("sleep {GATE_PAUSE}\n"));
         text.push_str(&gate::gates_body(gates, "b"));
-        deadline += gate_deadline * 2;
+        deadline += (gate_deadline + gate::extra_time(gates)) * 2;
     }
     let what = items
         .iter()

@@ -9,6 +9,7 @@
 //! with stub commands.
 
 pub mod batch;
+pub mod bird;
 pub mod container;
 pub mod files;
 pub mod gate;

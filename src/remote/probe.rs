@@ -172,7 +172,8 @@ pub fn probe_body(want: &Desired, layout: &Layout, reads: Reads) -> String {
     // the binary's: it is what the next restart starts, even when the
     // running daemon is older (a package upgraded but not restarted).
     s.push_str(&format!(
-        "if [ \"$r\" = 0 ]; then q inspect {inspect}; else out inspect 1 ''; fi\n\
+        "dr=$r\n\
+         if [ \"$dr\" = 0 ]; then q inspect {inspect}; else out inspect 1 ''; fi\n\
          p dockerd_version dockerd --version\n",
     ));
     if reads.texts {
@@ -190,6 +191,20 @@ pub fn probe_body(want: &Desired, layout: &Layout, reads: Reads) -> String {
         s.push_str(&format!(
             "q hashes hashes {verify} {}\n",
             files.iter().map(|f| quote(f)).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    // The sessions before anything changes: the BGP gate waits for each
+    // of them to be Established again.
+    if let Some(Ok(ipv6)) = want
+        .node
+        .as_ref()
+        .and_then(|n| n.node_checks.as_ref())
+        .map(|c| c.bgp.clone())
+    {
+        s.push_str(&format!(
+            "if [ \"$dr\" = 0 ]; then p {} timeout -k 1 10 sh -c {}; fi\n",
+            crate::facts::BGP_RECORD,
+            quote(&super::bird::show_protocols(desired::NODE_CONTAINER, ipv6))
         ));
     }
     s.push_str(&format!(
@@ -356,9 +371,10 @@ printf 'Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=ina
                 "systemctl show",
                 "docker version",
                 "docker inspect",
-                "dockerd"
+                "dockerd",
+                "docker exec"
             ],
-            "one call to each tool"
+            "one call to each tool, and BIRD's sessions read in calico-node"
         );
     }
 

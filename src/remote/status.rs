@@ -222,6 +222,7 @@ esac"#,
             r#"echo "curl $*" >> "$STATE/calls"
 case "$*" in
   *2379*) [ -e "$STATE/gateway-down" ] && { echo 'curl: (7) Failed to connect to 127.0.0.1 port 2379' >&2; exit 7; } ;;
+  */state) printf '{"id":"a1","master_hostname":"master.mesos"}\nStateCode=200\n' ;;
 esac
 exit 0"#,
         ),
@@ -307,14 +308,18 @@ exit 0"#,
                 "docker version",
                 "docker inspect",
                 "dockerd",
+                "docker exec",
                 "systemctl show",
                 "docker info",
                 "systemctl show",
                 "curl -fsS",
                 "systemctl show",
                 "curl -fsS",
+                "curl -sS",
+                // curl's -w format carries a newline.
+                "StateCode=%{http_code} --",
             ],
-            "the probe's tools once, then one check each of docker, the gateway and Mesos"
+            "the probe's tools once, then one check each of docker, the gateway and Mesos (health, then registration)"
         );
         assert_eq!(tree(state.path()), before, "the script wrote nothing");
     }

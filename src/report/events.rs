@@ -38,6 +38,12 @@ pub enum Event<'a> {
         what: &'a str,
         deadline: Duration,
     },
+    /// What a host's current wait still waits on changed, e.g. "waiting
+    /// for 2 BGP peers: 10.0.0.12 Connect, 10.0.0.13 Active".
+    Progress {
+        host: &'a str,
+        what: &'a str,
+    },
     /// A remote command starts (shown with `-v`). `what` is its short
     /// label; never its stdin.
     Command {

@@ -6,6 +6,7 @@ mod cni;
 mod container;
 mod docker;
 mod etcd_proxy;
+mod gates;
 pub mod rollback;
 mod tls;
 
@@ -20,7 +21,7 @@ pub use crate::step::{StepName, Undo};
 use crate::desired::{Binary, BinaryFrom, ContainerSpec, Desired, ManagedFile};
 use crate::diff::Diff;
 use crate::facts::Facts;
-use crate::inventory::{Agent, RemotePath};
+use crate::inventory::{Agent, OperatorCheck, RemotePath};
 
 /// Where the bytes of an installed file come from.
 #[derive(Clone, PartialEq, Eq)]
@@ -158,6 +159,20 @@ impl Gate {
             other => other.clone(),
         }
     }
+
+    /// What still holds for a service a revert put back as it was: it
+    /// runs, and the BGP sessions it had are Established again. Felix's
+    /// endpoint and the operator's checks are the new configuration's.
+    pub fn after_revert(&self) -> Option<Gate> {
+        match self {
+            Gate::Felix { .. } | Gate::Check(_) => None,
+            Gate::Bgp(mesh) => Some(Gate::Bgp(Mesh {
+                at_least: 0,
+                ..mesh.clone()
+            })),
+            other => Some(other.relaxed()),
+        }
+    }
 }
 
 /// How to tell that a service is back. Every gate also requires the
@@ -179,6 +194,26 @@ pub enum Gate {
     },
     /// The container is running and not restarting.
     Container { name: String },
+    /// Felix's health endpoint answers 200 on `/liveness` and `/readiness`.
+    Felix { port: u16 },
+    /// calico-node's BGP sessions are Established, as BIRD shows them.
+    Bgp(Mesh),
+    /// The libnetwork plugin answers on both sockets as Docker calls it.
+    Plugin,
+    /// One of the operator's own checks.
+    Check(Box<OperatorCheck>),
+}
+
+/// What the BGP gate waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mesh {
+    /// The sessions Established before the change: each must be again.
+    pub before: Vec<String>,
+    /// With none before: how many must be Established (or every session
+    /// BIRD has, when it has fewer).
+    pub at_least: usize,
+    /// BIRD6's sessions too.
+    pub ipv6: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +237,12 @@ pub struct Change {
     pub restart: Option<Restart>,
     /// A health gate without a restart (a replaced container).
     pub gate: Option<Gate>,
+    /// Further gates after the step's own (see `gates`): Calico's health,
+    /// the operator's checks.
+    pub checks: Vec<Gate>,
+    /// What the operator should know about the gates: a part that is off,
+    /// and why.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +275,7 @@ pub struct StepPlan {
 
 /// Plans every step for one host.
 pub fn plan_host(agent: &Agent, want: &Desired, facts: &Facts) -> Vec<StepPlan> {
-    StepName::ALL
+    let mut plans = StepName::ALL
         .iter()
         .map(|&step| {
             let plan = match step {
@@ -250,7 +291,9 @@ pub fn plan_host(agent: &Agent, want: &Desired, facts: &Facts) -> Vec<StepPlan> 
             };
             StepPlan { step, plan }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    gates::attach(&mut plans, want, facts);
+    plans
 }
 
 /// Adds what installing `bin` takes, unless the host has it: its upload

@@ -105,6 +105,8 @@ pub fn desired() -> Desired {
             "calico/node:v2.6.12",
             &[("ETCD_KEY_PASSWORD", "s3cret")],
         )),
+        min_bgp_peers: 1,
+        checks: Vec::new(),
     }
 }
 
@@ -149,6 +151,7 @@ pub fn fresh_facts() -> Facts {
         tls_loopback: Vec::new(),
         mesos_ip: None,
         history: History::default(),
+        bgp: None,
     }
 }
 

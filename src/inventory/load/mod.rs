@@ -12,6 +12,7 @@
 
 mod agents;
 mod check;
+mod checks;
 mod rollout;
 mod sections;
 mod ssh_config;

@@ -62,6 +62,17 @@ impl Checker<'_> {
                 || defaults.pull_timeout,
             ),
             revert: self.flag(r.revert.as_ref(), "revert", defaults.revert),
+            min_bgp_peers: self.or_default(
+                r.min_bgp_peers.as_ref(),
+                "min_bgp_peers",
+                count,
+                || defaults.min_bgp_peers,
+            ),
+            checks: r
+                .checks
+                .as_ref()
+                .map(|c| self.operator_checks(c))
+                .unwrap_or_default(),
         };
         (rollout, by_zone_at)
     }

@@ -320,6 +320,8 @@ fn rollout_keys_parse() {
             command_timeout: Duration::from_secs(45),
             pull_timeout: Duration::from_secs(600),
             revert: false,
+            min_bgp_peers: 1,
+            checks: Vec::new(),
         }
     );
     assert_eq!(inv.rollout.max_failures.allowed(12), 1);

@@ -13,7 +13,7 @@ fn unknown_key_names_position_and_expected_keys() {
             "  bacth: 10 ",
             "bacth",
             "unknown field `bacth`, expected one of `batch`, `canary`, `by`, `max_failures`, \
-             `min_healthy`, `health_timeout`, `command_timeout`, `pull_timeout`, `revert`",
+             `min_healthy`, `health_timeout`, `command_timeout`, `pull_timeout`, `revert`, `min_bgp_peers`, `checks`",
         ),
         (
             "{name: agent-1,",

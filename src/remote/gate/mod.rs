@@ -9,6 +9,9 @@
 //! All of a host's gates are checked in one command, so a poll costs one
 //! round trip whatever the number of gates.
 
+mod calico;
+mod operator;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -30,6 +33,20 @@ const CONTAINER_IDENTITY: [&str; 3] = ["Id", "RestartCount", "StartedAt"];
 pub struct Identity {
     pub service: String,
     pub fields: Vec<(&'static str, String)>,
+    /// What the operator should know about how the gate was checked (a
+    /// part of it that could not be), when anything.
+    pub note: Option<String>,
+}
+
+impl Identity {
+    /// A check that proves an answer, not a process: nothing to compare.
+    fn answered(service: &str) -> Self {
+        Identity {
+            service: service.to_string(),
+            fields: Vec::new(),
+            note: None,
+        }
+    }
 }
 
 impl Identity {
@@ -87,10 +104,23 @@ fn curl_word(url: &str, unit: &str, options: &[(&str, &str)]) -> String {
 /// agent itself: `var` names a shell variable holding the host part of
 /// the URL (an IPv6 address already in brackets).
 pub(crate) fn mesos_check_at(unit: &str, var: &str, port: u16) -> String {
+    let base = format!("\"http://${{{var}}}:{port}");
     format!(
-        "{}{}",
+        "{}{}{}",
         unit_check(unit),
-        curl_word(&format!("\"http://${{{var}}}:{port}/health\""), unit, &[],)
+        curl_word(&format!("{base}/health\""), unit, &[]),
+        mesos_state(&format!("{base}/state\""))
+    )
+}
+
+/// Whether the agent is registered with a master: `/state` names one in
+/// `master_hostname`. Prints `StateCode=` (the HTTP status) and
+/// `MasterHostname=`; the reading decides.
+fn mesos_state(url_word: &str) -> String {
+    format!(
+        r#"s=$(curl -sS --globoff --max-time 3 -w '\nStateCode=%{{http_code}}' -- {url_word})
+printf '%s\n' "$s" | sed -n -e 's/.*"master_hostname" *: *"\([^"]*\)".*/MasterHostname=\1/p' -e '/^StateCode=/p'
+"#
     )
 }
 
@@ -109,7 +139,7 @@ pub(crate) fn check(gate: &Gate) -> String {
         Gate::EtcdGateway { tls: false } => format!(
             "{}{}",
             unit_check(ETCD_PROXY_UNIT),
-            curl("http://127.0.0.1:2379/health", ETCD_PROXY_UNIT, &[])
+            curl(V2_READ_HTTP, ETCD_PROXY_UNIT, &[])
         ),
         // The gateway passes TLS through: the client certificate is the
         // one every other client on the agent presents.
@@ -117,7 +147,7 @@ pub(crate) fn check(gate: &Gate) -> String {
             "{}{}",
             unit_check(ETCD_PROXY_UNIT),
             curl(
-                "https://127.0.0.1:2379/health",
+                V2_READ_HTTPS,
                 ETCD_PROXY_UNIT,
                 &[
                     ("--cacert", TLS_CA),
@@ -145,10 +175,12 @@ pub(crate) fn check(gate: &Gate) -> String {
             } else {
                 address.clone()
             };
+            let base = format!("http://{host}:{port}");
             format!(
-                "{}{}",
+                "{}{}{}",
                 unit_check(unit),
-                curl(&format!("http://{host}:{port}/health"), unit, &[])
+                curl(&format!("{base}/health"), unit, &[]),
+                mesos_state(&quote(&format!("{base}/state")))
             )
         }
         Gate::Container { name } => format!(
@@ -162,7 +194,28 @@ pub(crate) fn check(gate: &Gate) -> String {
                 .arg("--")
                 .arg(name)
         ),
+        Gate::Felix { port } => calico::felix_check(*port),
+        Gate::Bgp(mesh) => calico::bgp_check(mesh),
+        Gate::Plugin => calico::plugin_check(),
+        Gate::Check(c) => operator::check(c),
     }
+}
+
+/// A real v2 read of the store through the gateway (`GET /v2/keys/`): what
+/// Docker's cluster store and Calico v2 ask of it, more than a connect.
+const V2_READ_HTTP: &str = "http://127.0.0.1:2379/v2/keys/";
+const V2_READ_HTTPS: &str = "https://127.0.0.1:2379/v2/keys/";
+
+/// How much longer than one command a round of checks may take: the
+/// operator's checks have deadlines of their own.
+pub fn extra_time(gates: &[Gate]) -> Duration {
+    gates
+        .iter()
+        .map(|g| match g {
+            Gate::Check(c) => c.timeout,
+            _ => Duration::ZERO,
+        })
+        .sum()
 }
 
 /// Shell that checks every gate once, printing per gate a record
@@ -186,7 +239,7 @@ pub(crate) fn gates_body(gates: &[Gate], prefix: &str) -> String {
 pub fn gates(gates: &[Gate], deadline: Duration) -> Script {
     Script::new(
         "the health checks",
-        deadline,
+        deadline + extra_time(gates),
         format!(
             "{}e=$(mktemp)\ntrap 'rm -f -- \"$e\"' EXIT\n{}",
             super::probe::RECORD_HELPERS,
@@ -244,6 +297,28 @@ fn unit_identity(unit: &str, props: &BTreeMap<&str, &str>) -> Identity {
             .iter()
             .map(|&k| (k, props.get(k).copied().unwrap_or_default().to_string()))
             .collect(),
+        note: None,
+    }
+}
+
+/// Whether the Mesos agent is registered with a master again, from what
+/// `mesos_state` printed. An agent whose HTTP API needs authentication
+/// passes on `/health` alone, with a note that says so.
+fn mesos_registered(unit: &str, props: &BTreeMap<&str, &str>) -> Result<Option<String>, String> {
+    let code = props.get("StateCode").copied().unwrap_or_default();
+    let master = props.get("MasterHostname").copied().unwrap_or_default();
+    match code {
+        "200" if !master.is_empty() => Ok(None),
+        "200" => Err(format!(
+            "{unit} answers /health but is not registered with a master yet (/state names no master_hostname)"
+        )),
+        "401" | "403" => Ok(Some(format!(
+            "{unit}'s HTTP API needs authentication ({code} on /state): only /health was checked, not that the agent is registered with a master"
+        ))),
+        "" | "000" => Err(format!("{unit} answers /health but /state does not answer")),
+        other => Err(format!(
+            "{unit} answers /health but /state answered {other}"
+        )),
     }
 }
 
@@ -251,11 +326,27 @@ fn unit_identity(unit: &str, props: &BTreeMap<&str, &str>) -> Identity {
 pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity, String> {
     let text = String::from_utf8_lossy(out);
     let props = properties(&text);
+    let err_text = String::from_utf8_lossy(err);
     let unit = match gate {
         Gate::EtcdGateway { .. } => Some(ETCD_PROXY_UNIT),
         Gate::Docker { .. } => Some(DOCKER_UNIT),
         Gate::Mesos { unit, .. } => Some(unit.as_str()),
-        Gate::Container { .. } => None,
+        Gate::Felix { port } => {
+            return calico::felix_reading(*port, &text, &err_text)
+                .map(|()| Identity::answered("Felix"));
+        }
+        Gate::Bgp(mesh) => {
+            return calico::bgp_reading(mesh, ok, &text, &err_text)
+                .map(|_| Identity::answered("BGP"));
+        }
+        Gate::Plugin if ok => {
+            return calico::plugin_reading(&text).map(|()| Identity::answered("libnetwork"));
+        }
+        Gate::Check(c) => {
+            return operator::reading(c, ok, &text, &err_text)
+                .map(|()| Identity::answered(&format!("check {}", c.name)));
+        }
+        Gate::Container { .. } | Gate::Plugin => None,
     };
     if !ok {
         let why = tail(err);
@@ -285,9 +376,12 @@ pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity
             }
             Ok(unit_identity(DOCKER_UNIT, &props))
         }
-        Gate::EtcdGateway { .. } | Gate::Mesos { .. } => {
-            Ok(unit_identity(unit.expect("a unit gate"), &props))
+        Gate::Mesos { unit, .. } => {
+            let mut id = unit_identity(unit, &props);
+            id.note = mesos_registered(unit, &props)?;
+            Ok(id)
         }
+        Gate::EtcdGateway { .. } => Ok(unit_identity(unit.expect("a unit gate"), &props)),
         Gate::Container { name } => {
             let c: serde_json::Value = serde_json::from_slice(out)
                 .map_err(|e| format!("cannot read docker inspect for {name}: {e}"))?;
@@ -316,7 +410,11 @@ pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity
             Ok(Identity {
                 service: name.clone(),
                 fields: CONTAINER_IDENTITY.iter().map(|&k| (k, field(k))).collect(),
+                note: None,
             })
+        }
+        Gate::Felix { .. } | Gate::Bgp(_) | Gate::Plugin | Gate::Check(_) => {
+            unreachable!("answered before the unit checks")
         }
     }
 }
@@ -444,11 +542,11 @@ mod tests {
             std::fs::read_to_string(&seen).unwrap(),
             format!(
                 "-fsS --globoff --max-time 3 -o /dev/null --cacert {TLS_CA} --cert {TLS_CERT} \
-                 --key {TLS_KEY} -- https://127.0.0.1:2379/health\n"
+                 --key {TLS_KEY} -- https://127.0.0.1:2379/v2/keys/\n"
             )
         );
         let plain = gates(&[Gate::EtcdGateway { tls: false }], Duration::from_secs(10));
-        assert!(plain.text.contains("http://127.0.0.1:2379/health"));
+        assert!(plain.text.contains("http://127.0.0.1:2379/v2/keys/"));
         assert!(!plain.text.contains("--cacert"));
     }
 
