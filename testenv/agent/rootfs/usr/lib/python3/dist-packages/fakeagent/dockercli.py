@@ -888,8 +888,10 @@ def cmd_logs(args):
 
 
 def cmd_exec(args):
-    table = {"-d": ("detach", False), "-i": ("interactive", False), "-t": ("tty", False), "-e": ("env", True),
-             "--env": ("env", True), "-u": ("user", True), "-w": ("workdir", True), "--privileged": ("privileged", False)}
+    table = {"-d": ("detach", False), "--detach": ("detach", False), "-i": ("interactive", False),
+             "--interactive": ("interactive", False), "-t": ("tty", False), "--tty": ("tty", False),
+             "-e": ("env", True), "--env": ("env", True), "-u": ("user", True), "--user": ("user", True),
+             "-w": ("workdir", True), "--workdir": ("workdir", True), "--privileged": ("privileged", False)}
     opts, rest = parse_flags(args, table, "exec", interspersed=False)
     if len(rest) < 2:
         raise DockerError("\"docker exec\" requires at least 2 arguments.\nSee 'docker exec --help'.", 1)
@@ -902,6 +904,17 @@ def cmd_exec(args):
     if c["State"].get("Restarting"):
         raise DockerError("Error response from daemon: Container %s is restarting, wait until the container is "
                           "running" % c["Id"], 1)
+    from . import services
+
+    if services.repository(c["Config"]["Image"]) == "calico/node" and \
+            os.path.basename(rest[1]) in ("birdcl", "birdcl6"):
+        res = services.birdcl(c, rest[1:])
+        if res is not None:
+            code, stdout, stderr = res
+            sys.stdout.write(stdout)
+            sys.stdout.flush()
+            sys.stderr.write(stderr)
+            return code
     raise DockerError("OCI runtime exec failed: the fake docker of the test agents runs no container processes: "
                       "unknown", 126)
 

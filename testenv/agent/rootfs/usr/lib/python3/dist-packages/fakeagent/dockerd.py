@@ -387,6 +387,9 @@ def main(argv=None):
     }
     os.makedirs(common.DOCKER_RUN_DIR, exist_ok=True)
     write_json(common.DOCKER_STATE_FILE, state)
+    # the calico containers' stand-in processes (Felix health, BIRD, the libnetwork plugin)
+    from . import services
+    services.Supervisor().start()
     log("info", "Daemon has completed initialization")
     log("info", "API listen on /var/run/docker.sock")
     common.notify_ready()

@@ -5,6 +5,13 @@ It binds where libprocess would: the address printed by --ip_discovery_command
 (MESOS_IP_DISCOVERY_COMMAND; DC/OS sets /opt/mesosphere/bin/detect_ip), else
 --ip, else every address. A failing discovery command is fatal, as in Mesos.
 Any broken CNI config makes it exit 1 (so it crash-loops under Restart=always).
+
+GET /state carries "master_hostname" (and the agent "id") once the agent has
+registered with its master, REGISTER_AFTER seconds after it began serving.
+Fault switches: /etc/fake-faults/mesos-no-master (it never registers),
+/etc/fake-faults/mesos-auth (/state and /flags answer 401 with
+`WWW-Authenticate: Mesos realm="mesos"`, as with --authenticate_http_readonly;
+/health stays open, as in Mesos).
 """
 
 import ipaddress
@@ -16,11 +23,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import common
 
 VERSION = "1.11.0"
+MASTER_HOSTNAME = "master.mesos"
+REGISTER_AFTER = 0.4  # seconds from serving to registered with the master
 KNOWN_FLAGS = {
     "network_cni_config_dir", "network_cni_plugins_dir", "network_cni_root_dir_persist", "network_cni_metrics",
     "port", "ip", "ip_discovery_command", "advertise_ip", "advertise_port", "hostname", "hostname_lookup",
@@ -191,6 +201,13 @@ def main(argv=None):
             log("Loaded CNI network '%s' from '%s'" % (n, p))
 
     started = time.time()
+    serving = []
+
+    def registered():
+        """Registered with the master REGISTER_AFTER s after serving began, unless
+        /etc/fake-faults/mesos-no-master keeps it from finding one."""
+        return (bool(serving) and time.monotonic() - serving[0] >= REGISTER_AFTER
+                and not common.fault_active("mesos-no-master"))
     state = {"version": VERSION, "hostname": socket.gethostname(), "flags": flags, "address": "%s:%d" % (bind, port),
              "cni_networks": sorted(networks), "start_time": started, "pid": os.getpid()}
 
@@ -211,11 +228,23 @@ def main(argv=None):
 
         def do_GET(self):
             path = self.path.split("?")[0]
+            protected = ("/state", "/slave(1)/state", "/state.json", "/flags", "/slave(1)/flags")
+            if path in protected and common.fault_active("mesos-auth"):
+                # an agent with --authenticate_http_readonly, asked without credentials
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Mesos realm="mesos"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if path == "/health":
                 self.send_body(200, "OK", "text/plain")
             elif path in ("/state", "/slave(1)/state", "/state.json"):
-                self.send_body(200, json.dumps(state), "application/json")
-            elif path == "/flags":
+                cur = dict(state)
+                if registered():
+                    cur["id"] = "%s-S0" % uuid.uuid5(uuid.NAMESPACE_DNS, state["hostname"])
+                    cur["master_hostname"] = MASTER_HOSTNAME
+                self.send_body(200, json.dumps(cur), "application/json")
+            elif path in ("/flags", "/slave(1)/flags"):
                 self.send_body(200, json.dumps({"flags": flags}), "application/json")
             elif path == "/version":
                 self.send_body(200, json.dumps({"version": VERSION}), "application/json")
@@ -239,6 +268,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     log("Agent started on %s:%d" % (bind, port))
+    serving.append(time.monotonic())
     common.notify_ready()
     server.serve_forever(poll_interval=0.1)
     server.server_close()

@@ -119,6 +119,15 @@ def kill_everything():
         time.sleep(0.01)
 
 
+def remove_plugin_sockets():
+    """The libnetwork plugin's sockets (left stale by a stopped plugin, gone at a reboot)."""
+    for p in ("/run/docker/plugins/calico.sock", "/run/docker/plugins/calico-ipam.sock"):
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+
+
 def wipe_dir_contents(path):
     if os.path.islink(path) or os.path.isfile(path):
         os.unlink(path)
@@ -228,6 +237,7 @@ def main(argv=None):
             shutil.rmtree(d, ignore_errors=True)
         for p in glob.glob("/run/lock/calico-rollout*"):
             wipe_dir_contents(p)
+        remove_plugin_sockets()
         errors = start_units(r, extra_enabled=True)
     else:
         kill_everything()
@@ -235,6 +245,7 @@ def main(argv=None):
             wipe_dir_contents(p)
         for p in glob.glob(os.path.join(common.FAULT_DIR, "*")) + glob.glob("/run/lock/calico-rollout*"):
             wipe_dir_contents(p)
+        remove_plugin_sockets()
         prune_systemd_dirs()
         os.makedirs("/run/lock", exist_ok=True)
         os.chmod("/run/lock", 0o1777)
