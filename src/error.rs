@@ -93,7 +93,7 @@ impl Error {
 pub fn report_exit_code(report: &Report) -> i32 {
     match &report.halt {
         Some(Halt::Preflight(_)) => exit::PREFLIGHT,
-        Some(Halt::Budget(_)) => exit::STOPPED,
+        Some(Halt::Budget(_) | Halt::Mesh(_)) => exit::STOPPED,
         Some(Halt::Paused(_)) => exit::PAUSED,
         Some(Halt::Interrupted(_)) => exit::INTERRUPTED,
         Some(Halt::Aborted(_)) => exit::ABORTED,

@@ -14,6 +14,7 @@ use crate::controller::{local_hostname, run_alive_here, unix_now};
 use crate::lock::STALE_AFTER;
 use crate::report::{Status, StepResult};
 use crate::step::StepName;
+use crate::steps::Mesh;
 
 /// The journal's file name inside the state folder.
 pub const JOURNAL_FILE: &str = "journal.json";
@@ -141,6 +142,10 @@ impl From<&StepResult> for JournalStep {
 pub struct HostEntry {
     pub done: bool,
     pub steps: Vec<JournalStep>,
+    /// The BGP sessions the host proved Established: `--resume` checks
+    /// them again before its first batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<Mesh>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,10 +250,16 @@ impl Journal {
 
     /// Records a host's outcome, replacing what an earlier attempt recorded.
     /// A host counts as done only if every step also ended done.
-    pub fn record_host(&mut self, host: &str, steps: Vec<JournalStep>, done: bool) {
+    pub fn record_host(
+        &mut self,
+        host: &str,
+        steps: Vec<JournalStep>,
+        done: bool,
+        mesh: Option<Mesh>,
+    ) {
         let done = done && steps.iter().all(|s| s.status.is_done());
         self.hosts
-            .insert(host.to_string(), HostEntry { done, steps });
+            .insert(host.to_string(), HostEntry { done, steps, mesh });
     }
 
     pub fn check_resumable(&self, inventory_hash: &str) -> Result<(), JournalError> {
@@ -304,6 +315,7 @@ mod tests {
                 step(StepName::Cni, JournalStatus::Skipped),
             ],
             true,
+            None,
         );
         j.record_host(
             "agent-2",
@@ -312,11 +324,13 @@ mod tests {
                 step(StepName::Docker, JournalStatus::Failed),
             ],
             false,
+            None,
         );
         j.record_host(
             "agent-3",
             vec![step(StepName::Node, JournalStatus::Unknown)],
             false,
+            None,
         );
         j
     }
@@ -442,6 +456,7 @@ mod tests {
             "agent-4",
             vec![step(StepName::Docker, JournalStatus::Reverted)],
             true,
+            None,
         );
         assert!(!j.hosts["agent-4"].done);
 
@@ -450,6 +465,7 @@ mod tests {
             "agent-2",
             vec![step(StepName::Docker, JournalStatus::Changed)],
             true,
+            None,
         );
         assert_eq!(
             j.done_hosts(),

@@ -137,7 +137,7 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
                 .hosts
                 .iter()
                 .filter(|(name, _)| finished.contains(*name))
-                .map(|(name, entry)| (name.clone(), entry.steps.clone()))
+                .map(|(name, entry)| (name.clone(), entry.clone()))
                 .collect();
             say(format!(
                 "resuming run {}: {} host(s) already done",

@@ -126,6 +126,8 @@ pub struct HostRun {
     /// The next round trip asks the agent, first, whether this run still
     /// holds its lock.
     pub(super) check_lock: bool,
+    /// For a host an earlier run finished: the BGP sessions it proved then.
+    pub(super) mesh: Option<crate::steps::Mesh>,
 }
 
 impl HostRun {
@@ -170,6 +172,7 @@ impl HostRun {
             target_run: None,
             deferred: Vec::new(),
             check_lock: false,
+            mesh: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! saved, the locks are released where the agents can be reached, and the
 //! report is printed.
 
+mod barrier;
 mod batches;
 mod change;
 mod error;
@@ -37,7 +38,7 @@ use std::time::Duration;
 
 use crate::desired::Desired;
 use crate::inventory::{Agent, FailureBudget, RolloutConfig};
-use crate::journal::{Journal, JournalStatus, JournalStep, RunState};
+use crate::journal::{HostEntry, Journal, JournalStatus, RunState};
 use crate::layout::Layout;
 use crate::remote;
 use crate::report::{Event, Halt, Report, Reporter, Status, StepResult};
@@ -114,9 +115,10 @@ fn over_budget(runs: &[HostRun], budget: &FailureBudget) -> Option<String> {
 
 /// A host that an interrupted run already finished: `--resume` reports it
 /// from the journal and leaves it alone.
-fn resumed(index: usize, agent: Agent, steps: &[JournalStep]) -> HostRun {
+fn resumed(index: usize, agent: Agent, entry: &HostEntry) -> HostRun {
     let mut run = HostRun::waiting(index, agent);
-    for (slot, step) in run.results.iter_mut().zip(steps) {
+    run.mesh = entry.mesh.clone();
+    for (slot, step) in run.results.iter_mut().zip(&entry.steps) {
         let status = match step.status {
             JournalStatus::Changed => Status::Changed,
             JournalStatus::Skipped => Status::Skipped,
@@ -145,7 +147,7 @@ fn resumed(index: usize, agent: Agent, steps: &[JournalStep]) -> HostRun {
 pub async fn run<C: Connector>(
     connector: Arc<C>,
     hosts: Vec<(Agent, Desired)>,
-    done: BTreeMap<String, Vec<JournalStep>>,
+    done: BTreeMap<String, HostEntry>,
     mut opts: Options,
     reporter: Arc<dyn Reporter>,
 ) -> Report {
@@ -186,8 +188,8 @@ pub async fn run<C: Connector>(
     let mut todo = Vec::new();
     for (i, (agent, want)) in hosts.into_iter().enumerate() {
         match done.get(&agent.name) {
-            Some(steps) => {
-                runs.push(resumed(i, agent, steps));
+            Some(entry) => {
+                runs.push(resumed(i, agent, entry));
                 wants.push(None);
             }
             None => {
@@ -204,7 +206,7 @@ pub async fn run<C: Connector>(
     reporter.event(Event::PreflightStarted { hosts: todo.len() });
     let wants = Arc::new(wants);
     let preflight = Arc::new(PreflightArgs {
-        connector,
+        connector: connector.clone(),
         mode,
         lock: opts.lock.clone(),
         layout: opts.layout.clone(),
@@ -287,6 +289,7 @@ pub async fn run<C: Connector>(
         halt = roll_out(
             &mut runs,
             &fleet,
+            &connector,
             &opts,
             &policy,
             &reporter,
@@ -295,7 +298,8 @@ pub async fn run<C: Connector>(
         )
         .await;
     }
-    if let Some(Halt::Interrupted(why) | Halt::Budget(why) | Halt::Paused(why)) = &halt
+    if let Some(Halt::Interrupted(why) | Halt::Budget(why) | Halt::Mesh(why) | Halt::Paused(why)) =
+        &halt
         && !dry_run
     {
         reporter.event(Event::Notice(&format!("rollout stopped: {why}")));
@@ -345,9 +349,11 @@ struct PreflightArgs<C: Connector> {
 }
 
 /// Stage, then the batches. Returns why the rollout stopped early.
+#[allow(clippy::too_many_arguments)]
 async fn roll_out<C: Connector>(
     runs: &mut [HostRun],
     fleet: &Arc<Fleet<C>>,
+    connector: &Arc<C>,
     opts: &Options,
     policy: &Policy,
     reporter: &Arc<dyn Reporter>,
@@ -421,6 +427,8 @@ async fn roll_out<C: Connector>(
     };
 
     let total = batches.len();
+    // The hosts the batches have changed so far, an earlier run's too.
+    let mut done: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].resumed).collect();
     for (index, batch) in batches.iter().enumerate() {
         if opts.shutdown.requested() {
             return Some(Halt::Interrupted(format!(
@@ -464,6 +472,37 @@ async fn roll_out<C: Connector>(
             hosts_finished(reporter.as_ref(), runs, &batch.hosts);
             continue;
         }
+        let meshed = done
+            .iter()
+            .filter(|&&i| barrier::passed_mesh(&runs[i]).is_some())
+            .count();
+        if meshed > 0 {
+            reporter.event(Event::Notice(&format!(
+                "before batch {} of {total}: checking the BGP sessions of the {meshed} host(s) already done",
+                index + 1
+            )));
+            let check = barrier::mesh(
+                runs,
+                &done,
+                fleet,
+                connector,
+                &hosts_at_once,
+                policy,
+                reporter,
+            );
+            tokio::select! {
+                result = check => if let Err(down) = result {
+                    return Some(Halt::Mesh(format!(
+                        "the BGP mesh is not whole again ({down}); stopped before batch {} of {total}",
+                        index + 1
+                    )));
+                },
+                () = stopping() => return Some(Halt::Interrupted(format!(
+                    "interrupted before batch {} of {total}",
+                    index + 1
+                ))),
+            }
+        }
         let names: Vec<String> = hosts.iter().map(|&i| runs[i].agent.name.clone()).collect();
         reporter.event(Event::BatchStarted {
             index: index + 1,
@@ -491,6 +530,7 @@ async fn roll_out<C: Connector>(
         )
         .await;
         hosts_finished(reporter.as_ref(), runs, &batch.hosts);
+        done.extend(hosts.iter().copied());
         record::save(record, runs, RunState::Running);
         if ended == Ended::Cut {
             return abort_halt(&format!("batch {} of {total}", index + 1));

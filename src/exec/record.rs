@@ -54,7 +54,12 @@ impl Record {
             if run.resumed {
                 continue;
             }
-            journal.record_host(&run.agent.name, Self::host_steps(&run.results), run.done());
+            journal.record_host(
+                &run.agent.name,
+                Self::host_steps(&run.results),
+                run.done(),
+                super::barrier::passed_mesh(run),
+            );
         }
         journal.state = state;
         journal.heartbeat = unix_now();

@@ -99,6 +99,9 @@ pub enum Halt {
     Preflight(String),
     /// The failure budget ran out mid-rollout.
     Budget(String),
+    /// The hosts already done have BGP sessions down: the next batch would
+    /// cut more of the mesh.
+    Mesh(String),
     /// Stopped after the canary batch, as asked; `--resume` goes on.
     Paused(String),
     /// Ctrl-C or SIGTERM: in-flight steps finished, nothing new started.
@@ -113,6 +116,7 @@ impl Halt {
         match self {
             Halt::Preflight(_) => "preflight",
             Halt::Budget(_) => "budget",
+            Halt::Mesh(_) => "mesh",
             Halt::Paused(_) => "paused",
             Halt::Interrupted(_) => "interrupted",
             Halt::Aborted(_) => "aborted",
@@ -123,6 +127,7 @@ impl Halt {
         match self {
             Halt::Preflight(why)
             | Halt::Budget(why)
+            | Halt::Mesh(why)
             | Halt::Paused(why)
             | Halt::Interrupted(why)
             | Halt::Aborted(why) => why,

@@ -85,6 +85,12 @@ pub fn render_table(report: &Report) -> String {
         Some(Halt::Budget(why)) => {
             let _ = writeln!(out, "STOPPED: {why}");
         }
+        Some(Halt::Mesh(why)) => {
+            let _ = writeln!(
+                out,
+                "STOPPED: {why}; run apply --resume once the sessions are Established"
+            );
+        }
         Some(Halt::Paused(why)) => {
             let _ = writeln!(out, "PAUSED: {why}");
         }

@@ -204,8 +204,9 @@ pub enum Gate {
     Check(Box<OperatorCheck>),
 }
 
-/// What the BGP gate waits for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the BGP gate waits for. A resumed run reads it back from the
+/// journal, for the barrier between batches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mesh {
     /// The sessions Established before the change: each must be again.
     pub before: Vec<String>,

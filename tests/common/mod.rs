@@ -56,6 +56,7 @@ const WORLD: harness::World = harness::World {
     up: "testenv/up.sh",
     reset: "fake-agent-reset",
     state: "testenv/.state",
+    store_reset: &[(ETCD_CONTAINER, harness::FORGET_CALICO)],
 };
 
 pub const ETCD_CONTAINER: &str = "calico-rollout-test-etcd";

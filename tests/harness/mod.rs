@@ -42,7 +42,17 @@ pub struct World {
     pub reset: &'static str,
     /// Its SSH key and known_hosts, under the repository.
     pub state: &'static str,
+    /// Each cluster store's container and the command there that forgets
+    /// every node Calico registered: a reset agent is a fresh DC/OS agent,
+    /// and a registration left behind would be a mesh peer whose BGP never
+    /// answers.
+    pub store_reset: &'static [(&'static str, &'static str)],
 }
+
+/// Deletes Calico's whole tree from a v2 store on its own loopback (404,
+/// nothing there, is fine).
+pub const FORGET_CALICO: &str =
+    "curl -sS -o /dev/null -X DELETE 'http://127.0.0.1:2379/v2/keys/calico?recursive=true'";
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +83,9 @@ impl World {
                 s.spawn(move || sh_in(a.container, self.reset));
             }
         });
+        for (container, script) in self.store_reset {
+            sh_in(container, script);
+        }
         Cluster {
             _lock: guard,
             dir: tempfile::tempdir().expect("temp dir"),

@@ -58,6 +58,7 @@ const WORLD: harness::World = harness::World {
     up: "testenv/real/up.sh",
     reset: "real-agent-reset",
     state: "testenv/.state/real",
+    store_reset: &[(ETCD_CONTAINER, harness::FORGET_CALICO)],
 };
 
 pub fn state_dir() -> PathBuf {

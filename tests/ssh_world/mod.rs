@@ -41,6 +41,7 @@ const WORLD: harness::World = harness::World {
     up: "testenv/ssh/up.sh",
     reset: "fake-agent-reset",
     state: "testenv/.state/ssh",
+    store_reset: &[("calico-rollout-ssh-etcd", harness::FORGET_CALICO)],
 };
 
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";

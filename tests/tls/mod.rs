@@ -41,12 +41,23 @@ pub const TLS_DIR: &str = "/etc/calico-rollout/etcd-tls";
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const CNI_CONFIG: &str = "/opt/mesosphere/etc/dcos/network/cni/calico.cni";
 
+/// As `harness::FORGET_CALICO`, with the client certificate each member
+/// demands, at the name its certificate holds for.
+const FORGET_CALICO_TLS_LO: &str = "curl -sS -o /dev/null --cacert /certs/ca.pem --cert /certs/client.pem \
+    --key /certs/client-key.pem -X DELETE 'https://etcd-lo:2379/v2/keys/calico?recursive=true'";
+const FORGET_CALICO_TLS_NOLO: &str = "curl -sS -o /dev/null --cacert /certs/ca.pem --cert /certs/client.pem \
+    --key /certs/client-key.pem -X DELETE 'https://etcd-nolo:2379/v2/keys/calico?recursive=true'";
+
 const WORLD: harness::World = harness::World {
     agents: &AGENTS,
     up: "testenv/tls/up.sh",
     // The stand-in's reset predates the TLS folder: it goes too.
     reset: "fake-agent-reset && rm -rf /etc/calico-rollout",
     state: "testenv/.state/tls",
+    store_reset: &[
+        ("calico-rollout-tls-etcd-lo", FORGET_CALICO_TLS_LO),
+        ("calico-rollout-tls-etcd-nolo", FORGET_CALICO_TLS_NOLO),
+    ],
 };
 
 pub fn cluster() -> Cluster {
