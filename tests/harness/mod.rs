@@ -68,6 +68,11 @@ impl World {
     /// one at a time on it, and it is brought up once.
     pub fn take(&self, lock: &'static Mutex<()>, up: &'static OnceLock<()>) -> Cluster {
         let guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Test binaries that share a world (two `cargo test --test …` at
+        // once) take it one at a time too.
+        std::fs::create_dir_all(self.state_dir()).expect("state dir");
+        let held = std::fs::File::create(self.state_dir().join("tests.lock")).expect("lock file");
+        held.lock().expect("lock the world");
         up.get_or_init(|| {
             let status = Command::new(repo().join(self.up))
                 .status()
@@ -88,6 +93,7 @@ impl World {
         }
         Cluster {
             _lock: guard,
+            _held: held,
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
@@ -130,6 +136,8 @@ impl World {
 /// A world held by one test, with a temporary folder for its files.
 pub struct Cluster {
     _lock: MutexGuard<'static, ()>,
+    /// The world's lock among test binaries, released when the file closes.
+    _held: std::fs::File,
     pub dir: tempfile::TempDir,
 }
 
