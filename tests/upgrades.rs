@@ -354,8 +354,10 @@ fn a_node_upgrade_rolls_in_batches_and_rollback_brings_back_the_old_version() {
     let upgrade = c.run("apply", &inv, &[]);
     assert_eq!(upgrade.code, 0);
     assert!(
-        upgrade.stderr.contains("batch 2 of 2"),
-        "{}",
+        upgrade.stderr.contains(
+            "before batch 2 of 2: checking the BGP sessions of the 2 host(s) already done"
+        ) && upgrade.stderr.contains("batch 2 of 2"),
+        "the first batch's mesh is checked before the second starts: {}",
         upgrade.stderr
     );
     let mut started: Vec<(String, String)> = Vec::new();
@@ -374,6 +376,13 @@ fn a_node_upgrade_rolls_in_batches_and_rollback_brings_back_the_old_version() {
         assert_eq!(old["Config"]["Image"], "calico/node:v2.6.11");
         assert_eq!(old["State"]["Running"], false);
         assert_eq!(old["HostConfig"]["RestartPolicy"]["Name"], "no");
+        let bird = exec(
+            a.name,
+            "docker exec calico-node birdcl -s /var/run/calico/bird.ctl show protocols",
+        );
+        let mesh: Vec<&str> = bird.lines().filter(|l| l.starts_with("Mesh_")).collect();
+        assert_eq!(mesh.len(), 3, "{bird}");
+        assert!(mesh.iter().all(|l| l.contains("Established")), "{bird}");
     }
     // Batches of two: both hosts of the first batch were replaced before
     // either of the second.
