@@ -58,6 +58,13 @@ pub fn plain_line(event: &Event<'_>, verbosity: Verbosity) -> Option<String> {
         Event::RolloutStarted { hosts, estimate } => {
             format!("rollout: {hosts} host(s), about {}", secs(*estimate))
         }
+        Event::MeshCheck {
+            before_batch,
+            total,
+            hosts,
+        } => format!(
+            "before batch {before_batch} of {total}: checking the BGP sessions of the {hosts} host(s) already done"
+        ),
         Event::BatchStarted {
             index,
             total,
@@ -197,6 +204,10 @@ impl Bars {
                 bar.set_style(overall_style(*estimate));
                 bar.enable_steady_tick(Duration::from_millis(500));
                 *self.overall.lock().expect("progress lock") = Some(bar);
+            }
+            Event::MeshCheck { .. } => {
+                self.main
+                    .set_message(plain_line(event, verbosity).expect("shown unless quiet"));
             }
             Event::BatchStarted { hosts, .. } => {
                 self.main

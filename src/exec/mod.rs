@@ -477,10 +477,11 @@ async fn roll_out<C: Connector>(
             .filter(|&&i| barrier::passed_mesh(&runs[i]).is_some())
             .count();
         if meshed > 0 {
-            reporter.event(Event::Notice(&format!(
-                "before batch {} of {total}: checking the BGP sessions of the {meshed} host(s) already done",
-                index + 1
-            )));
+            reporter.event(Event::MeshCheck {
+                before_batch: index + 1,
+                total,
+                hosts: meshed,
+            });
             let check = barrier::mesh(
                 runs,
                 &done,

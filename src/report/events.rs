@@ -17,6 +17,13 @@ pub enum Event<'a> {
     StageStarted {
         hosts: usize,
     },
+    /// Before a batch: the hosts already done are checked for their BGP
+    /// sessions (the barrier between batches).
+    MeshCheck {
+        before_batch: usize,
+        total: usize,
+        hosts: usize,
+    },
     BatchStarted {
         index: usize,
         total: usize,

@@ -3,8 +3,8 @@
 //! newest change first; the executor runs them in reverse step order.
 
 use super::cni::mesos_address;
-use super::{Action, Change, Gate, Plan, Restart, StepName, StepPlan, Undo};
-use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT};
+use super::{Action, Change, Gate, Mesh, Plan, Restart, StepName, StepPlan, Undo};
+use crate::desired::{DOCKER_UNIT, ETCD_PROXY_UNIT, NODE_CONTAINER};
 use crate::facts::Facts;
 use crate::history::RunRecord;
 use crate::inventory::Agent;
@@ -71,6 +71,9 @@ pub fn undo_change(
         } = &c.body.undo
         {
             change.gate = Some(Gate::Container { name: name.clone() });
+            if name == NODE_CONTAINER {
+                change.checks.extend(mesh_kept(facts));
+            }
         }
     }
     if let Some(r) = &restart {
@@ -78,6 +81,23 @@ pub fn undo_change(
     }
     change.restart = restart;
     Some(change)
+}
+
+/// The BGP sessions Established now must be again once the older
+/// calico-node runs: a rollback must not cut the mesh either. Nothing more
+/// is asked (a rollback may be what brings a broken mesh back), and
+/// Felix's endpoint may be off in the older container.
+fn mesh_kept(facts: &Facts) -> Option<Gate> {
+    let Some(Ok(sessions)) = &facts.bgp else {
+        return None;
+    };
+    let before: Vec<&crate::bgp::Session> = sessions.iter().filter(|s| s.established()).collect();
+    Some(Gate::Bgp(Mesh {
+        // BIRD6's sessions were read too when a peer is an IPv6 address.
+        ipv6: before.iter().any(|s| s.peer().contains(':')),
+        before: before.iter().map(|s| s.name.clone()).collect(),
+        at_least: 0,
+    }))
 }
 
 /// Plans a rollback of every step the last apply changed; the others are ok.
@@ -201,6 +221,40 @@ mod tests {
         );
         let none = plan(&agent(Role::Private), &fresh_facts());
         assert!(none.iter().all(|p| p.plan == Plan::Ok));
+    }
+
+    #[test]
+    fn the_older_node_must_bring_back_the_sessions_up_now() {
+        let session = |name: &str, state: &str, info: &str| crate::bgp::Session {
+            name: name.into(),
+            state: state.into(),
+            info: info.into(),
+        };
+        let mut f = facts_with(run());
+        let node = |f: &Facts| {
+            let Some(Plan::Change(c)) = plan(&agent(Role::Private), f)
+                .into_iter()
+                .find(|p| p.step == StepName::Node)
+                .map(|p| p.plan)
+            else {
+                panic!()
+            };
+            c.checks
+        };
+        assert_eq!(node(&f), [], "BIRD was not read: nothing to keep");
+        f.bgp = Some(Ok(vec![
+            session("Mesh_10_0_0_12", "up", "Established"),
+            session("Mesh_10_0_0_13", "start", "Active"),
+            session("Mesh_fd00__14", "up", "Established"),
+        ]));
+        assert_eq!(
+            node(&f),
+            [Gate::Bgp(Mesh {
+                before: vec!["Mesh_10_0_0_12".into(), "Mesh_fd00__14".into()],
+                at_least: 0,
+                ipv6: true,
+            })]
+        );
     }
 
     #[test]
