@@ -493,3 +493,104 @@ fn a_key_the_real_docker_unit_passes_as_a_short_flag_is_refused_before_anything_
     assert!(why.contains("hosts"), "{why}");
     assert_untouched("real-1", &docker);
 }
+
+/// The BGP sessions `birdcl show protocols` prints inside an agent's
+/// calico-node, as `(name, state, info)`.
+fn bgp_sessions(host: &str) -> Vec<(String, String, String)> {
+    sh(
+        host,
+        "docker exec calico-node birdcl -s /var/run/calico/bird.ctl show protocols",
+    )
+    .lines()
+    .map(|l| l.split_whitespace().collect::<Vec<_>>())
+    .filter(|f| f.len() >= 5 && f[1] == "BGP")
+    .map(|f| (f[0].to_string(), f[3].to_string(), f[5..].join(" ")))
+    .collect()
+}
+
+/// BIRD's name for the mesh session to an agent: `Mesh_172_19_0_4`.
+fn mesh_session_to(host: &str) -> String {
+    let ip = sh(host, "/opt/mesosphere/bin/detect_ip");
+    format!("Mesh_{}", ip.trim().replace('.', "_"))
+}
+
+fn established(host: &str, session: &str) -> bool {
+    bgp_sessions(host)
+        .iter()
+        .any(|(name, state, info)| name == session && state == "up" && info == "Established")
+}
+
+#[test]
+fn a_node_image_whose_bgp_never_comes_up_stops_at_the_first_real_agent_and_is_reverted() {
+    let c = cluster();
+    let mut inv = c.inventory();
+    assert_eq!(c.run("apply", &inv, &[]).code, 0);
+    // Both nodes peer with each other before the upgrade.
+    let to_pub = mesh_session_to("real-pub-1");
+    let to_real1 = mesh_session_to("real-1");
+    wait_until(20, "real-1 <-> real-pub-1 BGP Established", || {
+        established("real-1", &to_pub) && established("real-pub-1", &to_real1)
+    });
+    let pub_node = container("real-pub-1", "calico-node").unwrap();
+    let before: Vec<_> = AGENTS.iter().map(|a| start_state(a.name)).collect();
+    let marks: Vec<Mark> = AGENTS.iter().map(|a| journal_mark(a.name)).collect();
+
+    // BIRD runs in this image, but it never gets a session Established.
+    inv["node"]["image"] = json!("calico/node:v2.6.12-bgp-stuck");
+    inv["rollout"]["health_timeout"] = json!("10s");
+    let run = c.run("apply", &inv, &[]);
+    assert_eq!(run.code, 5, "the failure budget (0) is exceeded");
+
+    // real-1 went first: its node was replaced, the BGP gate waited for the
+    // session to real-pub-1, and the host was reverted.
+    assert_eq!(run.status("real-1", "node"), "reverted");
+    let why = run.message("real-1", "node");
+    let pub_ip = sh("real-pub-1", "/opt/mesosphere/bin/detect_ip");
+    assert!(
+        why.contains(&format!("{} Active", pub_ip.trim())),
+        "the reason names the peer whose session stayed down: {why}"
+    );
+    for step in ["etcd-proxy", "docker", "cni", "libnetwork"] {
+        assert_eq!(run.status("real-1", step), "ok", "real-1 {step}");
+    }
+    let node = container("real-1", "calico-node").unwrap();
+    assert_eq!(node["State"]["Running"], true);
+    assert_eq!(node["Config"]["Image"], "calico/node:v2.6.12");
+    assert_eq!(
+        node["Image"],
+        image_id("real-1", "calico/node:v2.6.12").as_str()
+    );
+    for old in retired("real-1", "calico-node") {
+        assert_eq!(old["State"]["Running"], false, "real-1: {old}");
+    }
+    // Its BIRD peers with real-pub-1 again.
+    wait_until(
+        20,
+        "real-1's session to real-pub-1 Established again",
+        || established("real-1", &to_pub),
+    );
+
+    // real-pub-1's batch never started: the same calico-node, untouched.
+    assert_eq!(run.status("real-pub-1", "node"), "skipped");
+    for step in ["etcd-proxy", "docker", "cni", "libnetwork"] {
+        assert_eq!(run.status("real-pub-1", step), "ok", "real-pub-1 {step}");
+    }
+    let node = container("real-pub-1", "calico-node").unwrap();
+    assert_eq!(node["Id"], pub_node["Id"], "real-pub-1: calico-node kept");
+    assert_eq!(node["Config"]["Image"], "calico/node:v2.6.12");
+    assert_eq!(node["State"]["StartedAt"], pub_node["State"]["StartedAt"]);
+    assert_eq!(retired("real-pub-1", "calico-node"), Vec::<Value>::new());
+
+    // An image change restarts no unit on either agent.
+    for (i, a) in AGENTS.iter().enumerate() {
+        assert_eq!(start_state(a.name), before[i], "{}", a.name);
+        for u in ["docker", a.mesos_unit(), "calico-etcd-proxy"] {
+            assert_eq!(
+                jobs_since(a.name, &marks[i], u),
+                Vec::<(String, String)>::new(),
+                "{}: no systemd job for {u}",
+                a.name
+            );
+        }
+    }
+}
