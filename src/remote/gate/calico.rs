@@ -126,8 +126,18 @@ impl Mesh {
 /// plugin's sockets, POSTed as Docker calls them, printed as
 /// `<Key>=<answer>`.
 pub(super) fn plugin_check() -> String {
+    plugin_check_at(&LIBNETWORK_SOCKETS)
+}
+
+fn plugin_check_at(sockets: &[(&str, &str)]) -> String {
     let mut s = String::new();
-    for (socket, driver) in LIBNETWORK_SOCKETS {
+    for (socket, driver) in sockets {
+        // curl alone would blame "localhost port 80" for a missing socket.
+        s.push_str(&format!(
+            "[ -S {sock} ] || {{ echo {missing} >&2; exit 1; }}\n",
+            sock = quote(socket),
+            missing = quote(&format!("{socket}: no such socket")),
+        ));
         for (key, path) in [
             (format!("{driver}.Activate"), "Plugin.Activate".to_string()),
             (
@@ -147,10 +157,22 @@ pub(super) fn plugin_check() -> String {
                 .arg("{}")
                 .arg("--")
                 .arg(format!("http://localhost/{path}"));
+            // curl's exit status says what went wrong better than its
+            // text: 7, a socket nobody listens on (a plugin that stopped
+            // leaves its sockets); 28, a plugin that never answers.
             s.push_str(&format!(
-                "a=$({curl}) || {{ echo {} >&2; exit 1; }}\nprintf '%s=%s\\n' {} \"$a\"\n",
-                quote(&format!("{socket}: POST /{path} got no answer")),
-                quote(&key),
+                "a=$({curl} 2>/dev/null); c=$?\n\
+                 case $c in 0) ;; \
+                 7) echo {refused} >&2; exit 1 ;; \
+                 28) echo {silent} >&2; exit 1 ;; \
+                 *) echo {failed}\" (curl exit $c)\" >&2; exit 1 ;; esac\n\
+                 printf '%s=%s\\n' {key} \"$a\"\n",
+                refused = quote(&format!(
+                    "{socket}: nothing listens on it (the plugin is not running)"
+                )),
+                silent = quote(&format!("{socket}: POST /{path} got no answer within 3s")),
+                failed = quote(&format!("{socket}: POST /{path} failed")),
+                key = quote(&key),
             ));
         }
     }
@@ -278,6 +300,73 @@ mod tests {
             felix_reading(9099, "Liveness=000\nReadiness=000\n", "curl: (7) Failed to connect\n"),
             Err("Felix's health endpoint on port 9099 does not answer (curl: (7) Failed to connect)".into())
         );
+    }
+
+    /// Runs the plugin check against sockets in a temporary folder.
+    fn check_plugin(dir: &std::path::Path) -> (bool, String, String) {
+        let net = dir.join("calico.sock").display().to_string();
+        let ipam = dir.join("calico-ipam.sock").display().to_string();
+        let out = crate::remote::testing::sh(
+            &plugin_check_at(&[(&net, "NetworkDriver"), (&ipam, "IpamDriver")]),
+            b"",
+        );
+        (
+            out.status.success(),
+            crate::remote::testing::stdout(&out),
+            crate::remote::testing::stderr(&out),
+        )
+    }
+
+    /// A plugin on `path` that answers every request with its driver.
+    fn serve(path: std::path::PathBuf, driver: &'static str) {
+        use std::io::{Read, Write};
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let mut conn = conn.unwrap();
+                let mut req = [0u8; 4096];
+                let n = conn.read(&mut req).unwrap_or(0);
+                let req = String::from_utf8_lossy(&req[..n]);
+                let body = if req.contains("Plugin.Activate") {
+                    format!("{{\"Implements\": [\"{driver}\"]}}")
+                } else {
+                    "{\"Scope\": \"global\"}".to_string()
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn a_missing_or_stale_socket_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ok, _, err) = check_plugin(dir.path());
+        assert!(!ok);
+        assert!(err.trim().ends_with("calico.sock: no such socket"), "{err}");
+
+        // A plugin that stopped leaves its socket behind, and nobody listens.
+        drop(std::os::unix::net::UnixListener::bind(dir.path().join("calico.sock")).unwrap());
+        let (ok, _, err) = check_plugin(dir.path());
+        assert!(!ok);
+        assert!(
+            err.trim()
+                .ends_with("calico.sock: nothing listens on it (the plugin is not running)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_plugin_that_answers_on_both_sockets_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        serve(dir.path().join("calico.sock"), "NetworkDriver");
+        serve(dir.path().join("calico-ipam.sock"), "IpamDriver");
+        let (ok, out, err) = check_plugin(dir.path());
+        assert!(ok, "{err}");
+        assert_eq!(plugin_reading(&out), Ok(()), "{out}");
     }
 
     #[test]
