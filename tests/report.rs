@@ -167,6 +167,53 @@ fn an_apply_leaves_a_junit_file_and_one_json_object() {
             }
         }
     }
+    // Each changed step lists its gates under it, each passed; the JUnit
+    // file has them as the testcases' properties.
+    for h in &hosts {
+        let gates = |step: usize| -> Vec<(String, String)> {
+            h["steps"][step]["gates"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{} step {step} has no gates", h["host"]))
+                .iter()
+                .map(|g| {
+                    assert!(g["means"].as_str().is_some_and(|m| !m.is_empty()), "{g}");
+                    (g["gate"].to_string(), g["outcome"].to_string())
+                })
+                .collect()
+        };
+        let passed = |names: &[&str]| -> Vec<(String, String)> {
+            names
+                .iter()
+                .map(|n| (format!("\"{n}\""), "\"passed\"".to_string()))
+                .collect()
+        };
+        assert_eq!(gates(1), passed(&["docker"]), "{}", h["host"]);
+        assert_eq!(
+            gates(4),
+            passed(&["container:calico-node", "felix", "bgp"]),
+            "{}",
+            h["host"]
+        );
+    }
+    let properties: Vec<(&str, &str)> = elements
+        .iter()
+        .filter(|(s, e)| s.as_deref() == Some("agent-1") && e.name == "property")
+        .map(|(_, e)| (e.attr("name"), e.attr("value")))
+        .collect();
+    assert_eq!(
+        properties,
+        [
+            ("gate.etcd-gateway", "passed"),
+            ("gate.docker", "passed"),
+            ("gate.mesos", "passed"),
+            ("gate.container:calico-libnetwork", "passed"),
+            ("gate.plugin", "passed"),
+            ("gate.container:calico-node", "passed"),
+            ("gate.felix", "passed"),
+            ("gate.bgp", "passed"),
+        ]
+    );
+
     // The docker restart and its gate took real time on every host.
     for h in &hosts {
         let docker = &h["steps"][1];
@@ -224,7 +271,22 @@ fn a_failed_canary_halts_and_the_junit_file_says_why() {
     let reason = v["halted"]["reason"].as_str().unwrap();
     assert!(reason.contains("agent-1"), "{reason}");
 
+    // The restart never finished: its gate was not reached.
+    let docker = &run.hosts()[0]["steps"][1];
+    assert_eq!(
+        docker["gates"],
+        json!([{"gate": "docker", "means": "the cluster store", "outcome": "not_reached"}]),
+        "{docker}"
+    );
+
     let elements = read_junit(&junit);
+    assert!(
+        elements.iter().any(|(s, e)| s.as_deref() == Some("agent-1")
+            && e.name == "property"
+            && e.attr("name") == "gate.docker"
+            && e.attr("value") == "not reached"),
+        "the canary's docker gate is not reached"
+    );
     assert_eq!(named(&elements, "testsuite").len(), 4);
     assert_eq!(named(&elements, "testcase").len(), 20);
     let failures: Vec<&(Option<String>, Element)> = elements

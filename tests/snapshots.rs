@@ -154,3 +154,22 @@ fn an_apply_whose_canary_fails_its_restart() {
     assert_eq!(run.code, 5);
     assert_snapshot("apply-canary-fails", &filter_timings(&report_of(&run)));
 }
+
+#[test]
+fn a_plan_names_the_gates_the_operators_checks_and_a_gate_that_is_off() {
+    let c = cluster();
+    let mut inv = c.inventory();
+    let apply = c.run("apply", &inv, &[]);
+    assert_eq!(apply.code, 0);
+    // Policy only: calico-node runs without BIRD, so there is no mesh to
+    // wait for; the operator's own check still follows the node.
+    inv["node"]["env"]["CALICO_NETWORKING_BACKEND"] = serde_json::json!("none");
+    inv["rollout"]["checks"] = serde_json::json!([{
+        "name": "smoke",
+        "after": "node",
+        "command": "true",
+    }]);
+    let plan = c.run("plan", &inv, &[]);
+    assert_eq!(plan.code, 2);
+    assert_snapshot("plan-policy-only", &filter_timings(&report_of(&plan)));
+}

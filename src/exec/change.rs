@@ -1,6 +1,7 @@
 //! Making one step's change on a host: its actions in order, each one
 //! command with its deadline and, when it changes something, its history
-//! record first; then its restart and health gate.
+//! record first; then its restart and health gates, each gate's outcome
+//! kept for the report.
 
 use std::sync::Arc;
 
@@ -113,6 +114,7 @@ impl HostRun {
                 + (policy.command_timeout + remote::gate::extra_time(&gates)) * checks,
         });
         let mut passed = false;
+        let mut seen = super::gates::Seen::new(gates.len());
         while !todo.is_empty() {
             session.touchable()?;
             // Up to the second item that reads stdin: one stdin a trip.
@@ -157,15 +159,21 @@ impl HostRun {
                 }
             };
             if last && let Some([a, b]) = report.readings {
+                seen.update(&a);
+                seen.update(&b);
                 let a: Result<Vec<_>, _> = a.into_iter().collect();
                 let b: Result<Vec<_>, _> = b.into_iter().collect();
                 if let (Ok(a), Ok(b)) = (a, b)
                     && super::gates::changed(&a, &b).is_none()
                 {
                     self.tell_notes(&b, reporter);
+                    seen.passed(&b);
                     passed = true;
                 }
             }
+        }
+        if passed {
+            self.gate_results[i] = seen.results(&gates);
         }
         if !gates.is_empty() && !passed {
             let unhealthy = |e: StepError| match &change.restart {
@@ -178,9 +186,11 @@ impl HostRun {
                 what: &format!("waiting for {}", super::waits::gates(&gates)),
                 deadline: policy.health_timeout,
             });
-            self.wait_healthy(session, &gates, policy, reporter)
-                .await
-                .map_err(unhealthy)?;
+            let waited = self
+                .wait_seen(session, &gates, policy, reporter, &mut seen)
+                .await;
+            self.gate_results[i] = seen.results(&gates);
+            waited.map_err(unhealthy)?;
         }
         if let Some(restart) = &change.restart {
             self.deferred.push(remote::files::clear_pending(

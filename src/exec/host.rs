@@ -128,6 +128,8 @@ pub struct HostRun {
     pub(super) check_lock: bool,
     /// For a host an earlier run finished: the BGP sessions it proved then.
     pub(super) mesh: Option<crate::steps::Mesh>,
+    /// Each step's gates and how far each got.
+    pub(super) gate_results: [Vec<crate::report::GateResult>; 5],
 }
 
 impl HostRun {
@@ -144,6 +146,8 @@ impl HostRun {
                     restarts: 0,
                     diff: Vec::new(),
                     duration_ms: 0,
+                    gates: Vec::new(),
+                    notes: Vec::new(),
                 })
             })
             .collect();
@@ -173,6 +177,7 @@ impl HostRun {
             deferred: Vec::new(),
             check_lock: false,
             mesh: None,
+            gate_results: Default::default(),
         }
     }
 
@@ -185,6 +190,9 @@ impl HostRun {
             ..HostRun::waiting(index, agent)
         };
         for i in 0..run.plans.len() {
+            if let Plan::Change(c) = &run.plans[i].plan {
+                run.gate_results[i] = super::gates::unchecked(&c.gates());
+            }
             let result = match &run.plans[i].plan {
                 Plan::Ok => Some((Status::Ok, String::new())),
                 Plan::Skipped(why) => Some((Status::Skipped, why.clone())),
@@ -323,6 +331,10 @@ impl HostRun {
             });
         }
         let restarts = self.restarts[i];
+        let notes = match self.plans.get(i).map(|p| &p.plan) {
+            Some(Plan::Change(c)) => c.notes.clone(),
+            _ => Vec::new(),
+        };
         self.results[i] = Some(StepResult {
             step,
             status,
@@ -331,6 +343,8 @@ impl HostRun {
             restarts,
             diff: Vec::new(),
             duration_ms: u64::try_from(self.spent[i].as_millis()).unwrap_or(u64::MAX),
+            gates: self.gate_results[i].clone(),
+            notes,
         });
     }
 
@@ -548,6 +562,8 @@ impl HostRun {
                     restarts: 0,
                     diff: Vec::new(),
                     duration_ms: 0,
+                    gates: Vec::new(),
+                    notes: Vec::new(),
                 })
             })
             .collect();

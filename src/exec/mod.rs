@@ -136,6 +136,8 @@ fn resumed(index: usize, agent: Agent, entry: &HostEntry) -> HostRun {
             restarts: 0,
             diff: Vec::new(),
             duration_ms: 0,
+            gates: Vec::new(),
+            notes: Vec::new(),
         });
     }
     run.resumed = true;

@@ -127,6 +127,106 @@ pub(super) mod tests {
         );
     }
 
+    /// The node step of a host whose BGP sessions did not come back.
+    pub fn gated_host() -> crate::report::HostReport {
+        use crate::report::{GateOutcome, GateResult};
+        let mut host = host_with(&[
+            Status::Ok,
+            Status::Ok,
+            Status::Ok,
+            Status::Ok,
+            Status::Failed,
+        ]);
+        let gate = |gate: &str, means: &str, outcome| GateResult {
+            gate: gate.into(),
+            means: means.into(),
+            outcome,
+        };
+        let node = &mut host.steps[4];
+        node.message = "health check did not pass within 60s: waiting for 1 BGP peer: \
+                        10.0.0.13 Active"
+            .into();
+        node.gates = vec![
+            gate(
+                "container:calico-node",
+                "calico-node to run",
+                GateOutcome::Passed { note: None },
+            ),
+            gate(
+                "bgp",
+                "2 BGP sessions to be Established again",
+                GateOutcome::Failed {
+                    reason: "waiting for 1 BGP peer: 10.0.0.13 Active".into(),
+                },
+            ),
+            gate("check:dns", "check dns to pass", GateOutcome::NotReached),
+        ];
+        node.notes = vec![
+            "Felix's health gate is off: FELIX_HEALTHENABLED is not true in calico-node's \
+             environment; the node gate checks that calico-node runs"
+                .into(),
+        ];
+        host
+    }
+
+    #[test]
+    fn each_step_lists_its_gates_with_their_outcomes() {
+        let report = Report {
+            dry_run: false,
+            hosts: vec![gated_host()],
+            halt: None,
+            estimate: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&to_json(&report, &info())).unwrap();
+        let node = &v["hosts"][0]["steps"][4];
+        assert_eq!(
+            node["gates"],
+            serde_json::json!([
+                {"gate": "container:calico-node", "means": "calico-node to run", "outcome": "passed"},
+                {
+                    "gate": "bgp",
+                    "means": "2 BGP sessions to be Established again",
+                    "outcome": "failed",
+                    "reason": "waiting for 1 BGP peer: 10.0.0.13 Active"
+                },
+                {"gate": "check:dns", "means": "check dns to pass", "outcome": "not_reached"}
+            ])
+        );
+        assert!(
+            node["notes"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("Felix's health gate is off: ")
+        );
+        // A step without gates carries neither key.
+        let ok = v["hosts"][0]["steps"][0].as_object().unwrap();
+        assert!(
+            !ok.contains_key("gates") && !ok.contains_key("notes"),
+            "{ok:?}"
+        );
+    }
+
+    #[test]
+    fn a_passed_gate_keeps_what_could_not_be_checked() {
+        use crate::report::{GateOutcome, GateResult};
+        let gate = GateResult {
+            gate: "mesos".into(),
+            means: "the Mesos agent's health endpoint and its registration with a master".into(),
+            outcome: GateOutcome::Passed {
+                note: Some("only /health was checked".into()),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&gate).unwrap(),
+            serde_json::json!({
+                "gate": "mesos",
+                "means": "the Mesos agent's health endpoint and its registration with a master",
+                "outcome": "passed",
+                "note": "only /health was checked"
+            })
+        );
+    }
+
     #[test]
     fn a_halted_run_says_why() {
         let report = Report {

@@ -2,14 +2,16 @@
 //! testsuite per host, one testcase per step. A failed, unreachable,
 //! reverted or unknown step is a failure with its reason; a skipped one is
 //! skipped. For `plan`, a step that would change is a failure "would
-//! change: …", so that drift shows red.
+//! change: …", so that drift shows red. Each gate a step waited for is
+//! a property of its testcase and a line of its system-out, with its
+//! outcome: the failure says why the step failed, these which gates held.
 
 use std::io;
 
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
-use super::{HostReport, Report, RunInfo, Status, StepResult};
+use super::{GateOutcome, GateResult, HostReport, Report, RunInfo, Status, StepResult};
 
 /// Text as XML 1.0 may carry it: a remote stderr tail can hold control
 /// characters (a terminal escape, a bell) that no escaping makes legal.
@@ -38,6 +40,26 @@ fn failure(step: &StepResult, dry_run: bool) -> Option<(&'static str, String)> {
     }
 }
 
+/// A gate's outcome as one value: `passed`, `failed: <reason>`, `not reached`.
+fn outcome(gate: &GateResult) -> String {
+    match &gate.outcome {
+        GateOutcome::Passed { note: Some(note) } => format!("passed ({note})"),
+        GateOutcome::Failed { reason } => format!("failed: {reason}"),
+        other => other.as_str().to_string(),
+    }
+}
+
+/// The step's system-out: a line per gate, then why a gate is off.
+fn gate_log(step: &StepResult) -> String {
+    let mut lines: Vec<String> = step
+        .gates
+        .iter()
+        .map(|g| format!("{}, waiting for {}: {}", g.gate, g.means, outcome(g)))
+        .collect();
+    lines.extend(step.notes.iter().map(|n| format!("note: {n}")));
+    xml_chars(&lines.join("\n"))
+}
+
 fn testcase(
     w: &mut Writer<Vec<u8>>,
     host: &str,
@@ -51,25 +73,43 @@ fn testcase(
         ("classname", host),
         ("time", time.as_str()),
     ]);
-    if let Some((kind, message)) = failure(step, dry_run) {
-        let message = xml_chars(&message);
-        case.write_inner_content(|w| {
+    let failed = failure(step, dry_run);
+    let skipped = step.status == Status::Skipped;
+    let log = gate_log(step);
+    if failed.is_none() && !skipped && log.is_empty() {
+        case.write_empty()?;
+        return Ok(());
+    }
+    case.write_inner_content(|w| {
+        if !step.gates.is_empty() {
+            w.create_element("properties").write_inner_content(|w| {
+                for g in &step.gates {
+                    let name = xml_chars(&format!("gate.{}", g.gate));
+                    let value = xml_chars(&outcome(g));
+                    w.create_element("property")
+                        .with_attributes([("name", name.as_str()), ("value", value.as_str())])
+                        .write_empty()?;
+                }
+                Ok(())
+            })?;
+        }
+        if let Some((kind, message)) = &failed {
+            let message = xml_chars(message);
             w.create_element("failure")
                 .with_attributes([("message", message.as_str()), ("type", kind)])
                 .write_text_content(BytesText::new(&message))?;
-            Ok(())
-        })?;
-    } else if step.status == Status::Skipped {
-        let message = xml_chars(&step.message);
-        case.write_inner_content(|w| {
+        } else if skipped {
+            let message = xml_chars(&step.message);
             w.create_element("skipped")
                 .with_attribute(("message", message.as_str()))
                 .write_empty()?;
-            Ok(())
-        })?;
-    } else {
-        case.write_empty()?;
-    }
+        }
+        if !log.is_empty() {
+            w.create_element("system-out")
+                .write_text_content(BytesText::new(&log))?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -287,6 +327,58 @@ mod tests {
         assert_eq!(
             named(&elements, "testcase")[0].attr("classname"),
             "agent-<1>&\"x\""
+        );
+    }
+
+    #[test]
+    fn each_gate_is_a_property_and_a_line_of_its_steps_output() {
+        let report = Report {
+            dry_run: false,
+            hosts: vec![crate::report::json::tests::gated_host()],
+            halt: None,
+            estimate: None,
+        };
+        let elements = parse(&to_junit(&report, &info()));
+        let properties: Vec<(&str, &str)> = named(&elements, "property")
+            .iter()
+            .map(|p| (p.attr("name"), p.attr("value")))
+            .collect();
+        assert_eq!(
+            properties,
+            [
+                ("gate.container:calico-node", "passed"),
+                (
+                    "gate.bgp",
+                    "failed: waiting for 1 BGP peer: 10.0.0.13 Active"
+                ),
+                ("gate.check:dns", "not reached"),
+            ]
+        );
+        let out = named(&elements, "system-out");
+        assert_eq!(out.len(), 1, "only the node step has gates");
+        assert_eq!(
+            out[0].text,
+            "container:calico-node, waiting for calico-node to run: passed\n\
+             bgp, waiting for 2 BGP sessions to be Established again: \
+             failed: waiting for 1 BGP peer: 10.0.0.13 Active\n\
+             check:dns, waiting for check dns to pass: not reached\n\
+             note: Felix's health gate is off: FELIX_HEALTHENABLED is not true in \
+             calico-node's environment; the node gate checks that calico-node runs"
+        );
+        // The properties, failure and output belong to the node's testcase,
+        // in the order JUnit readers expect.
+        let order: Vec<&str> = elements
+            .iter()
+            .skip_while(|e| e.name != "testcase" || e.attr("name") != "node")
+            .skip(1)
+            .map(|e| e.name.as_str())
+            .filter(|n| *n != "property")
+            .collect();
+        assert_eq!(order, ["properties", "failure", "system-out"]);
+        assert!(
+            named(&elements, "failure")[0]
+                .attr("message")
+                .ends_with("10.0.0.13 Active")
         );
     }
 

@@ -74,6 +74,59 @@ pub struct StepResult {
     /// How long the executor spent on the step on this host; 0 when it
     /// did not run (ok, skipped, decided by the plan).
     pub duration_ms: u64,
+    /// Every gate a change waits for, in order, with how far it got: a
+    /// step's failure names one reason, this says which gates held. For
+    /// `plan`, and steps the run never reached, each is `not_reached`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateResult>,
+    /// Why a gate the operator might expect is off (no Felix health
+    /// endpoint, no BGP with CALICO_NETWORKING_BACKEND=none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One gate of a step, as CI and scripts read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateResult {
+    /// Which gate: `felix`, `bgp`, `plugin`, `etcd-gateway`, `docker`,
+    /// `mesos`, `container:NAME`, `check:NAME`.
+    pub gate: String,
+    /// What its passing means, as `plan` says it.
+    pub means: String,
+    #[serde(flatten)]
+    pub outcome: GateOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum GateOutcome {
+    /// `note`: a part of it that could not be checked (a Mesos agent
+    /// whose API needs authentication answers /health only).
+    Passed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// `reason`: what its last reading said.
+    Failed { reason: String },
+    /// The step stopped before it, or never ran.
+    NotReached,
+}
+
+impl GateOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GateOutcome::Passed { .. } => "passed",
+            GateOutcome::Failed { .. } => "failed",
+            GateOutcome::NotReached => "not reached",
+        }
+    }
+}
+
+impl GateResult {
+    /// The operator's own check this gate is, by name.
+    pub fn check(&self) -> Option<&str> {
+        self.gate.strip_prefix("check:")
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,6 +250,8 @@ pub fn host_with(statuses: &[Status]) -> HostReport {
                 restarts: 0,
                 diff: Vec::new(),
                 duration_ms: 0,
+                gates: Vec::new(),
+                notes: Vec::new(),
             })
             .collect(),
     }

@@ -211,11 +211,41 @@ fn plan_lines(host: &HostReport) -> String {
             }
         };
         let _ = writeln!(out, "  {:<11} {what}", step.step.as_str());
-        for line in step.diff.iter().flat_map(diff_lines) {
+        let gates = if step.status == Status::Changed {
+            gate_lines(step)
+        } else {
+            Vec::new()
+        };
+        for line in gates
+            .into_iter()
+            .chain(step.diff.iter().flat_map(diff_lines))
+        {
             let _ = writeln!(out, "{:14}{line}", "");
         }
     }
     out
+}
+
+/// What a change would wait for before the next step: the gates in the
+/// operator's words, their own checks by name, and any gate that is off
+/// with why, so that a plan says what "healthy" will mean.
+fn gate_lines(step: &StepResult) -> Vec<String> {
+    let (checks, gates): (Vec<_>, Vec<_>) = step.gates.iter().partition(|g| g.check().is_some());
+    let mut lines = Vec::new();
+    if !gates.is_empty() {
+        let means: Vec<&str> = gates.iter().map(|g| g.means.as_str()).collect();
+        lines.push(format!("waits for {}", means.join("; ")));
+    }
+    if !checks.is_empty() {
+        let names: Vec<&str> = checks.iter().filter_map(|g| g.check()).collect();
+        lines.push(format!(
+            "then {} {} (rollout.checks)",
+            if names.len() == 1 { "check" } else { "checks" },
+            names.join(", ")
+        ));
+    }
+    lines.extend(step.notes.iter().map(|n| format!("note: {n}")));
+    lines
 }
 
 /// What `plan` prints: what apply would change and restart, hosts with the
@@ -314,6 +344,8 @@ mod tests {
                     restarts: 0,
                     diff: Vec::new(),
                     duration_ms: 0,
+                    gates: Vec::new(),
+                    notes: Vec::new(),
                 })
                 .collect(),
         }
@@ -411,6 +443,45 @@ mod tests {
              \x20 UNREACHABLE: connect 10.0.0.2:22: timed out\n\
              \nplan: 2 step(s) would change on 2 of 4 host(s); \
              1 host(s) could not be planned; nothing was written\n"
+        );
+    }
+
+    #[test]
+    fn plan_says_what_each_change_waits_for_and_which_gate_is_off() {
+        use crate::report::{GateOutcome, GateResult};
+        let gate = |gate: &str, means: &str| GateResult {
+            gate: gate.into(),
+            means: means.into(),
+            outcome: GateOutcome::NotReached,
+        };
+        let node = (Changed, "start calico-node (calico/node:v2.6.12)");
+        let mut h = host("agent-1", &[OK, OK, OK, OK, node]);
+        h.steps[4].gates = vec![
+            gate("container:calico-node", "calico-node to run"),
+            gate("felix", "Felix to be ready (:9099)"),
+            gate("check:dns", "check dns to pass"),
+            gate("check:ping-gw", "check ping-gw to pass"),
+        ];
+        h.steps[4].notes =
+            vec!["the BGP gate is off: CALICO_NETWORKING_BACKEND is none (policy only)".into()];
+        // Gates of a step that does not change are not the plan's business.
+        h.steps[0].gates = vec![gate("etcd-gateway", "the etcd gateway to serve a read")];
+        let text = render_plan(&report(true, vec![h]));
+        assert!(
+            text.starts_with(
+                "agent-1:\n\
+                 \x20 etcd-proxy  ok, nothing to do\n\
+                 \x20 docker      ok, nothing to do\n\
+                 \x20 cni         ok, nothing to do\n\
+                 \x20 libnetwork  ok, nothing to do\n\
+                 \x20 node        would start calico-node (calico/node:v2.6.12)\n\
+                 \x20             waits for calico-node to run; Felix to be ready (:9099)\n\
+                 \x20             then checks dns, ping-gw (rollout.checks)\n\
+                 \x20             note: the BGP gate is off: CALICO_NETWORKING_BACKEND is none \
+                 (policy only)\n\
+                 \nplan: 1 step(s)"
+            ),
+            "{text}"
         );
     }
 }
