@@ -106,13 +106,13 @@ pub fn report_exit_code(report: &Report) -> i32 {
 }
 
 /// The exit code of `status`, with `plan`'s meanings: 0 every host was
-/// read and is converged, 2 drift, 4 some host could not be read or
-/// some step would be refused.
+/// read and is converged, 2 drift, 4 some host could not be read, some
+/// step would be refused, or Calico does not network on some host.
 pub fn status_exit_code(report: &StatusReport) -> i32 {
     match report.standing() {
         Standing::Converged => exit::SUCCESS,
         Standing::Drifted => exit::CHANGES_PENDING,
-        Standing::Refused | Standing::Unreadable => exit::HOST_FAILED,
+        Standing::Unhealthy | Standing::Refused | Standing::Unreadable => exit::HOST_FAILED,
     }
 }
 

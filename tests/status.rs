@@ -229,3 +229,156 @@ fn an_agent_that_cannot_be_reached_makes_status_exit_4_and_the_others_are_read()
         run.stderr
     );
 }
+
+/// The address an agent's calico-node peers with, as DC/OS detects it.
+fn node_address(name: &str) -> String {
+    exec(name, "/opt/mesosphere/bin/detect_ip")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn after_apply_status_shows_calico_networking_and_runs_the_operators_checks() {
+    let c = cluster();
+    let mut inv = c.inventory();
+    let apply = c.run("apply", &inv, &[]);
+    assert_eq!(apply.code, 0, "apply succeeds: {}", apply.stderr);
+
+    let run = c.run("status", &inv, &[]);
+    assert_eq!(run.code, 0, "networking and converged: {}", run.stderr);
+    let report = run.json();
+    for a in &AGENTS {
+        let h = host(&report, a.name);
+        assert_eq!(h["healthy"], true, "{}: {h}", a.name);
+        assert_eq!(
+            h["felix"],
+            json!({"healthy": true, "detail": "ready"}),
+            "{}",
+            a.name
+        );
+        assert_eq!(
+            h["bgp"],
+            json!({"healthy": true, "established": 3, "total": 3, "down": [], "detail": null}),
+            "{}: a session with each of the other three",
+            a.name
+        );
+        assert_eq!(h["checks"], json!([]));
+    }
+    assert!(
+        run.stderr
+            .contains("\nagent-[1-3], pub-1 (4 hosts): converged\n")
+            && run.stderr.contains("\n  felix          ready\n")
+            && run.stderr.contains("\n  bgp            3/3 Established\n"),
+        "{}",
+        run.stderr
+    );
+
+    // The operator's check, run once per host by status: it passes where
+    // its service answers, and makes agent-3 unhealthy where it does not.
+    inv["rollout"]["checks"] = json!([{
+        "name": "smoke",
+        "after": "node",
+        "command": "test -e /run/status-smoke-ok || { echo 'the smoke service does not answer'; exit 3; }",
+        "timeout": "3s",
+    }]);
+    for a in ["agent-1", "agent-2", "pub-1"] {
+        exec(a, "touch /run/status-smoke-ok");
+    }
+    let run = c.run("status", &inv, &[]);
+    for a in ["agent-1", "agent-2", "pub-1"] {
+        exec(a, "rm -f /run/status-smoke-ok");
+    }
+    assert_eq!(
+        run.code, 4,
+        "a failing check is an unhealthy host: {}",
+        run.stderr
+    );
+    let report = run.json();
+    for a in ["agent-1", "agent-2", "pub-1"] {
+        assert_eq!(
+            host(&report, a)["checks"],
+            json!([{"name": "smoke", "passed": true, "detail": null}]),
+            "{a}"
+        );
+    }
+    let three = host(&report, "agent-3");
+    assert_eq!(three["healthy"], false);
+    assert_eq!(
+        three["checks"][0]["detail"],
+        "check smoke failed (exit 3): the smoke service does not answer"
+    );
+    assert!(
+        run.stderr.contains("\nagent-3: unhealthy\n")
+            && run.stderr.contains(
+                "\n    smoke        check smoke failed (exit 3): the smoke service does not answer\n"
+            )
+            && run.stderr.contains("\n  checks         all pass: smoke\n")
+            && run.stderr.contains(", 1 unhealthy;"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_stopped_calico_node_shows_as_a_peer_down_on_the_others_and_status_exits_4() {
+    let c = cluster();
+    let inv = c.inventory();
+    let apply = c.run("apply", &inv, &[]);
+    assert_eq!(apply.code, 0, "apply succeeds: {}", apply.stderr);
+    let gone = node_address("pub-1");
+
+    exec("pub-1", "docker stop calico-node");
+    wait_until(20, "agent-1's session with pub-1 to drop", || {
+        !exec(
+            "agent-1",
+            "docker exec calico-node birdcl -s /var/run/calico/bird.ctl show protocols",
+        )
+        .lines()
+        .any(|l| {
+            l.starts_with(&format!("Mesh_{}", gone.replace('.', "_"))) && l.contains("Established")
+        })
+    });
+    let run = c.run("status", &inv, &[]);
+
+    assert_eq!(
+        run.code, 4,
+        "a mesh with a session down is unhealthy: {}",
+        run.stderr
+    );
+    let report = run.json();
+    for a in ["agent-1", "agent-2", "agent-3"] {
+        let h = host(&report, a);
+        assert_eq!(h["healthy"], false, "{a}: {h}");
+        assert_eq!(
+            (&h["bgp"]["established"], &h["bgp"]["total"]),
+            (&json!(2), &json!(3)),
+            "{a}: {}",
+            h["bgp"]
+        );
+        let down = h["bgp"]["down"].as_array().unwrap();
+        assert_eq!(down.len(), 1, "{a}: {down:?}");
+        assert!(
+            down[0].as_str().unwrap().starts_with(&format!("{gone} ")),
+            "{a}: pub-1's address, with its BIRD state: {down:?}"
+        );
+        assert_eq!(h["felix"]["healthy"], true, "{a}");
+    }
+    let pub1 = host(&report, "pub-1");
+    assert_eq!(pub1["calico_node"]["running"], false);
+    assert_eq!(
+        pub1["felix"],
+        json!({"healthy": null, "detail": "calico-node is not running"}),
+        "nothing to ask of a stopped calico-node"
+    );
+    assert_eq!(pub1["bgp"]["healthy"], Value::Null);
+    assert!(
+        run.stderr.contains(&format!(
+            "\n  bgp            2/3 Established, DOWN: {gone} "
+        )) && run
+            .stderr
+            .contains("\n  bgp            calico-node is not running\n")
+            && run.stderr.contains(", 3 unhealthy;"),
+        "{}",
+        run.stderr
+    );
+}

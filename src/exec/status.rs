@@ -16,7 +16,8 @@ use crate::lock::LockState;
 use crate::remote::status::{self as script, Reading};
 use crate::report::Status;
 use crate::report::status::{
-    ContainerSeen, Health, HostStatus, LastRun, LockSeen, Seen, StepDrift, Unread,
+    Bgp, CheckSeen, ContainerSeen, Felix, Health, HostStatus, LastRun, LockSeen, Seen, StepDrift,
+    Unread,
 };
 use crate::steps;
 use crate::transport::{Connector, Stdin};
@@ -69,9 +70,11 @@ async fn one<C: Connector>(
         reason: e.to_string(),
     })?;
     let reading =
-        script::read(&agent, out.exit_status, &out.stdout, &out.stderr).map_err(|e| Unread {
-            unreachable: false,
-            reason: e.to_string(),
+        script::read(&agent, &want, out.exit_status, &out.stdout, &out.stderr).map_err(|e| {
+            Unread {
+                unreachable: false,
+                reason: e.to_string(),
+            }
         })?;
     Ok(seen(&agent, &want, reading))
 }
@@ -112,6 +115,13 @@ pub fn seen(agent: &Agent, want: &Desired, reading: Reading) -> Seen {
             .gateway
             .map(|g| health(g, "http://127.0.0.1:2379/health")),
         mesos: health(reading.mesos, &reading.mesos_url),
+        felix: felix(want, facts, reading.felix),
+        bgp: bgp(want, facts),
+        checks: reading
+            .checks
+            .into_iter()
+            .map(|(name, result)| CheckSeen { name, result })
+            .collect(),
         lock: match reading.lock {
             Ok(LockState::Free | LockState::Acquired) => LockSeen::Free,
             Ok(LockState::Held(h) | LockState::StaleReplaced(h)) => LockSeen::Held(h),
@@ -122,6 +132,59 @@ pub fn seen(agent: &Agent, want: &Desired, reading: Reading) -> Seen {
             outcome: r.state.as_str().to_string(),
         }),
         drift,
+    }
+}
+
+/// Why Felix and BIRD have nothing to answer for: no calico-node is
+/// managed, or it does not run. Drift shows the latter, so health does
+/// not count it again.
+fn node_absent(want: &Desired, facts: &Facts) -> Option<String> {
+    if want.node.is_none() {
+        return Some("not managed (node.enabled is false)".into());
+    }
+    match facts.containers.get(desired::NODE_CONTAINER) {
+        None => Some("no calico-node container".into()),
+        Some(c) if !c.running || c.restarting => Some("calico-node is not running".into()),
+        Some(_) => None,
+    }
+}
+
+fn node_checks(want: &Desired) -> Option<&desired::NodeChecks> {
+    want.node.as_ref()?.node_checks.as_ref()
+}
+
+fn felix(want: &Desired, facts: &Facts, answer: Option<Result<(), String>>) -> Felix {
+    if let Some(why) = node_absent(want, facts) {
+        return Felix::NotChecked(why);
+    }
+    match (node_checks(want).map(|c| &c.felix), answer) {
+        (Some(Err(off)), _) => Felix::NotChecked(format!("off: {off}")),
+        (_, Some(Ok(()))) => Felix::Ready,
+        (_, Some(Err(why))) => Felix::NotReady(why),
+        (_, None) => Felix::NotChecked("its health endpoint was not asked".into()),
+    }
+}
+
+/// From the sessions the facts probe read: BIRD is asked once per status.
+fn bgp(want: &Desired, facts: &Facts) -> Bgp {
+    if let Some(why) = node_absent(want, facts) {
+        return Bgp::NotChecked(why);
+    }
+    if let Some(Err(off)) = node_checks(want).map(|c| &c.bgp) {
+        return Bgp::NotChecked(format!("off: {off}"));
+    }
+    match &facts.bgp {
+        None => Bgp::Unreadable("BIRD's sessions were not read: docker does not answer".into()),
+        Some(Err(why)) => Bgp::Unreadable(format!("cannot read BIRD's sessions: {why}")),
+        Some(Ok(sessions)) => Bgp::Sessions {
+            established: sessions.iter().filter(|s| s.established()).count(),
+            total: sessions.len(),
+            down: sessions
+                .iter()
+                .filter(|s| !s.established())
+                .map(|s| s.describe())
+                .collect(),
+        },
     }
 }
 
@@ -152,6 +215,8 @@ mod tests {
             gateway: Some(Ok(())),
             mesos: Ok(()),
             mesos_url: "http://10.0.0.11:5051/health".into(),
+            felix: None,
+            checks: Vec::new(),
         }
     }
 
@@ -172,6 +237,220 @@ mod tests {
         assert_eq!(fresh.calico_node, ContainerSeen::default());
         assert_eq!(fresh.cni["calico"], None);
         assert!(fresh.drift.iter().all(|d| d.status == DriftStatus::Drift));
+    }
+
+    fn session(peer: &str, info: &str) -> crate::bgp::Session {
+        crate::bgp::Session {
+            name: format!("Mesh_{}", peer.replace('.', "_")),
+            state: if info == "Established" { "up" } else { "start" }.into(),
+            info: info.into(),
+        }
+    }
+
+    #[test]
+    fn felix_and_bgp_read_as_calico_networks_or_not() {
+        type Case<'a> = (
+            &'a str,
+            // calico-node: None for no container, else whether it runs.
+            Option<bool>,
+            // Felix's port, or why its endpoint is off.
+            Result<u16, &'a str>,
+            // BGP on, or why not.
+            Result<bool, &'a str>,
+            Option<Result<Vec<crate::bgp::Session>, String>>,
+            Option<Result<(), String>>,
+            Felix,
+            Bgp,
+            Standing,
+        );
+        let all_up = vec![
+            session("10.0.0.12", "Established"),
+            session("10.0.0.13", "Established"),
+        ];
+        let one_down = vec![
+            session("10.0.0.12", "Established"),
+            session("10.0.0.13", "Active        Socket: Connection refused"),
+            session("10.0.0.14", "Connect"),
+        ];
+        let bgp_off = "CALICO_NETWORKING_BACKEND is none (policy only): there is no BIRD";
+        let felix_off = "FELIX_HEALTHENABLED is not true in calico-node's environment";
+        let sessions = |e, t| Bgp::Sessions {
+            established: e,
+            total: t,
+            down: vec![],
+        };
+        let table: Vec<Case> = vec![
+            (
+                "networks",
+                Some(true),
+                Ok(9099),
+                Ok(false),
+                Some(Ok(all_up.clone())),
+                Some(Ok(())),
+                Felix::Ready,
+                sessions(2, 2),
+                Standing::Converged,
+            ),
+            (
+                "the first node of a mesh has no peer",
+                Some(true),
+                Ok(9099),
+                Ok(false),
+                Some(Ok(vec![])),
+                Some(Ok(())),
+                Felix::Ready,
+                sessions(0, 0),
+                Standing::Converged,
+            ),
+            (
+                "peers down",
+                Some(true),
+                Ok(9099),
+                Ok(false),
+                Some(Ok(one_down)),
+                Some(Ok(())),
+                Felix::Ready,
+                Bgp::Sessions {
+                    established: 1,
+                    total: 3,
+                    down: vec![
+                        "10.0.0.13 Active (Socket: Connection refused)".into(),
+                        "10.0.0.14 Connect".into(),
+                    ],
+                },
+                Standing::Unhealthy,
+            ),
+            (
+                "BIRD unreadable",
+                Some(true),
+                Ok(9099),
+                Ok(false),
+                Some(Err("birdcl printed nothing".into())),
+                Some(Ok(())),
+                Felix::Ready,
+                Bgp::Unreadable("cannot read BIRD's sessions: birdcl printed nothing".into()),
+                Standing::Unhealthy,
+            ),
+            (
+                "Felix not ready",
+                Some(true),
+                Ok(9099),
+                Ok(false),
+                Some(Ok(all_up.clone())),
+                Some(Err("Felix is not ready: /readiness answered 503".into())),
+                Felix::NotReady("Felix is not ready: /readiness answered 503".into()),
+                sessions(2, 2),
+                Standing::Unhealthy,
+            ),
+            (
+                "both off: policy only, no health endpoint",
+                Some(true),
+                Err(felix_off),
+                Err(bgp_off),
+                None,
+                None,
+                Felix::NotChecked(format!("off: {felix_off}")),
+                Bgp::NotChecked(format!("off: {bgp_off}")),
+                Standing::Converged,
+            ),
+            (
+                "calico-node stopped: drift, not health",
+                Some(false),
+                Ok(9099),
+                Ok(false),
+                Some(Err("Error: container c1 is not running".into())),
+                Some(Err(
+                    "Felix's health endpoint on port 9099 does not answer".into()
+                )),
+                Felix::NotChecked("calico-node is not running".into()),
+                Bgp::NotChecked("calico-node is not running".into()),
+                Standing::Converged,
+            ),
+            (
+                "no calico-node yet",
+                None,
+                Ok(9099),
+                Ok(false),
+                Some(Err("Error: No such container: calico-node".into())),
+                Some(Err(
+                    "Felix's health endpoint on port 9099 does not answer".into()
+                )),
+                Felix::NotChecked("no calico-node container".into()),
+                Bgp::NotChecked("no calico-node container".into()),
+                Standing::Converged,
+            ),
+        ];
+        for (name, node, felix_on, bgp_on, bird, answer, want_felix, want_bgp, standing) in table {
+            let mut want = desired();
+            want.node.as_mut().unwrap().node_checks = Some(crate::desired::NodeChecks {
+                felix: felix_on.map_err(str::to_string),
+                bgp: bgp_on.map_err(str::to_string),
+            });
+            let mut facts = converged_facts(&want);
+            match node {
+                None => {
+                    facts.containers.remove("calico-node");
+                }
+                Some(running) => facts.containers.get_mut("calico-node").unwrap().running = running,
+            }
+            facts.bgp = bird;
+            let mut r = reading(facts);
+            r.felix = answer;
+            let s = seen(&agent(Role::Private), &want, r);
+            assert_eq!((&s.felix, &s.bgp), (&want_felix, &want_bgp), "{name}");
+            // What drift says of calico-node is the planners' business:
+            // only health is compared here.
+            let host = HostStatus {
+                host: "agent-1".into(),
+                seen: Ok(Seen { drift: vec![], ..s }),
+            };
+            assert_eq!(host.standing(), standing, "{name}");
+        }
+    }
+
+    #[test]
+    fn operator_checks_keep_their_order_and_a_failure_is_unhealthy() {
+        let want = desired();
+        let mut r = reading(converged_facts(&want));
+        r.checks = vec![
+            ("dns".into(), Ok(())),
+            (
+                "app".into(),
+                Err("check app failed (exit 3): starting | no route".into()),
+            ),
+        ];
+        let s = seen(&agent(Role::Private), &want, r);
+        assert_eq!(
+            s.checks,
+            [
+                CheckSeen {
+                    name: "dns".into(),
+                    result: Ok(())
+                },
+                CheckSeen {
+                    name: "app".into(),
+                    result: Err("check app failed (exit 3): starting | no route".into())
+                },
+            ]
+        );
+        let host = HostStatus {
+            host: "agent-1".into(),
+            seen: Ok(s),
+        };
+        assert_eq!(host.standing(), Standing::Unhealthy);
+    }
+
+    #[test]
+    fn without_a_managed_calico_node_there_is_nothing_to_ask() {
+        let mut want = desired();
+        let facts = converged_facts(&want);
+        want.node = None;
+        let s = seen(&agent(Role::Private), &want, reading(facts));
+        let why = "not managed (node.enabled is false)".to_string();
+        assert_eq!(
+            (s.felix, s.bgp),
+            (Felix::NotChecked(why.clone()), Bgp::NotChecked(why))
+        );
     }
 
     fn options() -> Options {

@@ -1,8 +1,10 @@
 //! The `status` script: everything `calico-rollout status` shows about one
 //! agent, read in one command that takes no lock and writes nothing (not
-//! even a temp file). It is the lock check, the facts probe, and one
-//! single-shot check each of docker's cluster store, the etcd gateway and
-//! the Mesos agent's health, reusing the health gates' own checks.
+//! even a temp file). It is the lock check, the facts probe (which reads
+//! BIRD's sessions), one single-shot check each of docker's cluster store,
+//! the etcd gateway, the Mesos agent's health and Felix's readiness, and
+//! one run of each of the operator's checks, reusing the health gates' own
+//! checks.
 //!
 //! Each check prints two records, `<key>` (its exit status and stdout) and
 //! `<key>_err` (its stderr); stderr is kept apart through a spare file
@@ -34,6 +36,37 @@ pub struct Reading {
     /// The Mesos agent's health, and the URL it was asked at.
     pub mesos: Result<(), String>,
     pub mesos_url: String,
+    /// Felix's readiness; `None` when it was not asked (no calico-node
+    /// managed, or its health endpoint is off).
+    pub felix: Option<Result<(), String>>,
+    /// Each of the operator's checks by name, in inventory order.
+    pub checks: Vec<(String, Result<(), String>)>,
+}
+
+/// Felix's health gate, when calico-node's environment turns its endpoint on.
+fn felix_gate(want: &Desired) -> Option<Gate> {
+    let port = want
+        .node
+        .as_ref()?
+        .node_checks
+        .as_ref()?
+        .felix
+        .clone()
+        .ok()?;
+    Some(Gate::Felix { port })
+}
+
+fn check_gates(want: &Desired) -> Vec<Gate> {
+    want.checks
+        .iter()
+        .map(|c| Gate::Check(Box::new(c.clone())))
+        .collect()
+}
+
+/// The record key of the `i`th operator check: names are the operator's,
+/// and not made to be shell words.
+fn check_key(i: usize) -> String {
+    format!("check{i}")
 }
 
 /// The status script for `agent`.
@@ -63,9 +96,19 @@ pub fn script(
         .unwrap_or_else(|| agent.address.clone());
     let port = agent.role.mesos_port();
     let mesos = gate::mesos_check_at(agent.role.mesos_unit(), "mh", port);
+    let felix = felix_gate(want)
+        .map(|g| single("felix", &gate::check(&g)))
+        .unwrap_or_default();
+    let checks = check_gates(want);
+    let operator: String = checks
+        .iter()
+        .enumerate()
+        .map(|(i, g)| single(&check_key(i), &gate::check(g)))
+        .collect();
     Script::new(
         "reading the agent's status",
-        deadline,
+        // Each operator check runs under its own timeout, in turn.
+        deadline + gate::extra_time(&checks),
         format!(
             "{root}{RECORD_HELPERS}\
              lk=$(sh -c {lock} 2>&1); out lock \"$?\" \"$lk\"\n\
@@ -76,7 +119,9 @@ pub fn script(
              case $ma in ''|*[!0-9A-Fa-f.:]*) ma={fallback} ;; esac\n\
              case $ma in *:*) mh=\"[$ma]\" ;; *) mh=$ma ;; esac\n\
              out mesos_url 0 \"http://$mh:{port}/health\"\n\
-             {mesos}",
+             {mesos}\
+             {felix}\
+             {operator}",
             root = root_check(),
             lock = quote(&super::lock::check(deadline).text),
             probe = probe_body(
@@ -104,11 +149,12 @@ fn single(key: &str, check: &str) -> String {
     )
 }
 
-/// Reads what the status script printed. `exit` and `stderr` are the
-/// command's own; a host whose facts cannot be read is an error, a check
+/// Reads what the status script for `want` printed. `exit` and `stderr`
+/// are the command's own; a host whose facts cannot be read is an error, a check
 /// that fails is a value.
 pub fn read(
     agent: &Agent,
+    want: &Desired,
     exit: Option<u32>,
     stdout: &[u8],
     stderr: &[u8],
@@ -157,6 +203,16 @@ pub fn read(
         port: 0,
     };
     let mesos = check_answer(&records, "mesos", &mesos_gate).map(|_| ());
+    let felix = felix_gate(want).map(|g| check_answer(&records, "felix", &g).map(|_| ()));
+    let checks = check_gates(want)
+        .iter()
+        .zip(&want.checks)
+        .enumerate()
+        .map(|(i, (g, c))| {
+            let answer = check_answer(&records, &check_key(i), g).map(|_| ());
+            (c.name.clone(), answer)
+        })
+        .collect();
     Ok(Reading {
         facts,
         lock,
@@ -164,6 +220,8 @@ pub fn read(
         gateway,
         mesos,
         mesos_url,
+        felix,
+        checks,
     })
 }
 
@@ -186,7 +244,7 @@ fn check_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::Role;
+    use crate::inventory::{CheckProbe, OperatorCheck, Role};
     use crate::remote::probe::DETECT_IP;
     use crate::remote::testing::{sh_with_env, stub};
     use crate::steps::testing::{agent, desired};
@@ -205,6 +263,7 @@ mod tests {
 case "$1" in
   version) echo 20.10.24 ;;
   inspect) echo '[{"Id": "c1", "Name": "/calico-node", "Config": {"Image": "calico/node:v2.6.12"}, "State": {"Running": true}, "HostConfig": {"RestartPolicy": {"Name": "always"}}}]' ;;
+  exec) cat "$STATE/bird" 2>/dev/null ;;
   info) printf '"%s"\n' "$(cat "$STATE/store" 2>/dev/null)" ;;
 esac"#,
         ),
@@ -223,6 +282,8 @@ esac"#,
 case "$*" in
   *2379*) [ -e "$STATE/gateway-down" ] && { echo 'curl: (7) Failed to connect to 127.0.0.1 port 2379' >&2; exit 7; } ;;
   */state) printf '{"id":"a1","master_hostname":"master.mesos"}\nStateCode=200\n' ;;
+  *9099/readiness) [ -e "$STATE/felix-unready" ] && { printf 503; exit 0; }; printf 200 ;;
+  *9099/liveness) printf 200 ;;
 esac
 exit 0"#,
         ),
@@ -232,9 +293,17 @@ exit 0"#,
     /// Runs the real status script under sh with the stand-ins first on
     /// PATH and the agent's state folder in `state`.
     fn status_in(state: &std::path::Path, who: &Agent) -> (Script, Result<Reading, ProbeError>) {
+        status_of(state, who, &desired())
+    }
+
+    fn status_of(
+        state: &std::path::Path,
+        who: &Agent,
+        want: &Desired,
+    ) -> (Script, Result<Reading, ProbeError>) {
         let bin = stubs(state);
         let layout = Layout::at(state.join("var").to_str().unwrap());
-        let script = script(who, &desired(), &layout, false, Duration::from_secs(30));
+        let script = script(who, want, &layout, false, Duration::from_secs(30));
         let out = sh_with_env(
             &script.text,
             b"",
@@ -243,6 +312,7 @@ exit 0"#,
         );
         let reading = read(
             who,
+            want,
             out.status.code().map(|c| c as u32),
             &out.stdout,
             &out.stderr,
@@ -324,6 +394,92 @@ exit 0"#,
         assert_eq!(tree(state.path()), before, "the script wrote nothing");
     }
 
+    /// calico-node with Felix's endpoint on, and two operator checks.
+    fn networking() -> Desired {
+        let mut want = desired();
+        want.node.as_mut().unwrap().node_checks = Some(crate::desired::NodeChecks {
+            felix: Ok(9099),
+            bgp: Ok(false),
+        });
+        let check = |name: &str, cmd: &str, secs| OperatorCheck {
+            name: name.into(),
+            after: crate::step::StepName::Node,
+            probe: CheckProbe::Command(cmd.into()),
+            timeout: Duration::from_secs(secs),
+        };
+        want.checks = vec![
+            check("dns", "echo resolving; true", 5),
+            // A name that is no shell word must not reach the shell.
+            check(
+                "app's $(reboot)",
+                "echo starting; echo 'no route' >&2; exit 3",
+                7,
+            ),
+        ];
+        want
+    }
+
+    const BIRD: &str = "BIRD v0.3.3+birdv1.6.3 ready.\n\
+        name     proto    table    state  since       info\n\
+        Mesh_10_0_0_12 BGP      master   up     09:58:46    Established\n\
+        Mesh_10_0_0_13 BGP      master   start  09:58:41    Active        Socket: Connection refused\n";
+
+    #[test]
+    fn felix_bird_and_the_operators_checks_are_read_in_the_same_command() {
+        let state = tempfile::tempdir().unwrap();
+        std::fs::write(state.path().join("bird"), BIRD).unwrap();
+        let want = networking();
+        let (script, reading) = status_of(state.path(), &agent(Role::Private), &want);
+        let r = reading.unwrap();
+        assert_eq!(r.felix, Some(Ok(())));
+        let sessions = r.facts.bgp.clone().unwrap().unwrap();
+        assert_eq!(
+            sessions.iter().map(|s| s.established()).collect::<Vec<_>>(),
+            [true, false]
+        );
+        assert_eq!(
+            r.checks,
+            [
+                ("dns".to_string(), Ok(())),
+                (
+                    "app's $(reboot)".to_string(),
+                    Err("check app's $(reboot) failed (exit 3): starting | no route".into())
+                ),
+            ]
+        );
+        assert!(
+            !script.text.contains("app's"),
+            "names stay out of the script"
+        );
+        assert_eq!(
+            script.deadline,
+            Duration::from_secs(30 + 5 + 7),
+            "each check's own timeout adds to the command's"
+        );
+        let birdcl = calls(state.path())
+            .iter()
+            .filter(|c| *c == "docker exec")
+            .count();
+        assert_eq!(birdcl, 1, "BIRD is asked once, by the facts probe");
+
+        std::fs::write(state.path().join("felix-unready"), "").unwrap();
+        let (_, reading) = status_of(state.path(), &agent(Role::Private), &want);
+        assert_eq!(
+            reading.unwrap().felix,
+            Some(Err("Felix is not ready: /readiness answered 503".into()))
+        );
+    }
+
+    #[test]
+    fn with_felix_off_and_no_checks_neither_is_asked() {
+        let state = tempfile::tempdir().unwrap();
+        let (script, reading) = status_in(state.path(), &agent(Role::Private));
+        let r = reading.unwrap();
+        assert_eq!((r.felix, r.checks), (None, vec![]));
+        assert!(!script.text.contains("9099"));
+        assert_eq!(script.deadline, Duration::from_secs(30));
+    }
+
     #[test]
     fn failing_checks_are_values_with_their_reasons() {
         let state = tempfile::tempdir().unwrap();
@@ -373,6 +529,7 @@ exit 0"#,
         );
         let r = read(
             &who,
+            &desired(),
             out.status.code().map(|c| c as u32),
             &out.stdout,
             &out.stderr,
@@ -412,7 +569,7 @@ exit 0"#,
                 Some(&state.path().join("bin")),
                 &[("STATE", state.path().to_path_buf())],
             );
-            read(&who, Some(0), &out.stdout, &out.stderr)
+            read(&who, &desired(), Some(0), &out.stdout, &out.stderr)
                 .unwrap()
                 .mesos_url
         };
@@ -424,9 +581,15 @@ exit 0"#,
     #[test]
     fn a_host_that_is_not_root_cannot_be_read() {
         let who = agent(Role::Private);
-        let out = read(&who, Some(facts::NOT_ROOT), b"", b"not running as root\n");
+        let out = read(
+            &who,
+            &desired(),
+            Some(facts::NOT_ROOT),
+            b"",
+            b"not running as root\n",
+        );
         assert!(matches!(out, Err(ProbeError::NotRoot(_))), "{out:?}");
-        let cut = read(&who, Some(0), b"lock 0 9\nlock free\n", b"");
+        let cut = read(&who, &desired(), Some(0), b"lock 0 9\nlock free\n", b"");
         assert!(matches!(cut, Err(ProbeError::Failed(why)) if why.contains("lacks")));
     }
 }

@@ -46,9 +46,70 @@ pub struct Seen {
     /// `None` when this inventory runs no gateway.
     pub gateway: Option<Health>,
     pub mesos: Health,
+    /// Whether Felix, calico-node's policy agent, says it is ready.
+    pub felix: Felix,
+    /// calico-node's BGP sessions, as BIRD shows them.
+    pub bgp: Bgp,
+    /// The operator's own checks (`rollout.checks`), in inventory order.
+    pub checks: Vec<CheckSeen>,
     pub lock: LockSeen,
     pub last_run: Option<LastRun>,
     pub drift: Vec<StepDrift>,
+}
+
+/// Felix's health endpoint, asked once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Felix {
+    Ready,
+    /// Why not: what the endpoint answered, or that it did not.
+    NotReady(String),
+    /// Not asked, and why: the endpoint is off, or calico-node does not
+    /// run (drift says so, not health).
+    NotChecked(String),
+}
+
+/// BIRD's sessions. A session that is down, or a BIRD that cannot be
+/// read, is a mesh that does not carry this host's routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bgp {
+    Sessions {
+        established: usize,
+        total: usize,
+        /// Each session that is not Established, with its BIRD state:
+        /// `10.0.0.13 Active (Socket: Connection refused)`.
+        down: Vec<String>,
+    },
+    Unreadable(String),
+    /// Not read, and why: BGP is off, or calico-node does not run.
+    NotChecked(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSeen {
+    pub name: String,
+    /// Passed, or how it failed and its last lines of output.
+    pub result: Result<(), String>,
+}
+
+impl Seen {
+    /// Why Calico does not network here, as the exit code counts it:
+    /// Felix not ready, a BGP session down or BIRD unreadable, an
+    /// operator's check failing. Empty when none.
+    pub fn unhealthy(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        if let Felix::NotReady(r) = &self.felix {
+            why.push(r.clone());
+        }
+        match &self.bgp {
+            Bgp::Sessions { down, .. } if !down.is_empty() => {
+                why.push(format!("BGP down: {}", down.join(", ")));
+            }
+            Bgp::Unreadable(r) => why.push(r.clone()),
+            _ => {}
+        }
+        why.extend(self.checks.iter().filter_map(|c| c.result.clone().err()));
+        why
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -131,6 +192,8 @@ impl StepDrift {
 pub enum Standing {
     Converged,
     Drifted,
+    /// Read, but Calico does not network here (see `Seen::unhealthy`).
+    Unhealthy,
     /// Read, but some step refuses: apply would fail here.
     Refused,
     Unreadable,
@@ -144,6 +207,8 @@ impl HostStatus {
         let any = |s: DriftStatus| seen.drift.iter().any(|d| d.status == s);
         if any(DriftStatus::Refused) {
             Standing::Refused
+        } else if !seen.unhealthy().is_empty() {
+            Standing::Unhealthy
         } else if any(DriftStatus::Drift) {
             Standing::Drifted
         } else {
@@ -191,6 +256,7 @@ fn host_json(h: &HostStatus) -> Value {
         "host": h.host,
         "reachable": true,
         "converged": h.standing() == Standing::Converged,
+        "healthy": s.unhealthy().is_empty(),
         "calico_node": container(&s.calico_node),
         "libnetwork": container(&s.libnetwork),
         "cni": s.cni,
@@ -200,6 +266,17 @@ fn host_json(h: &HostStatus) -> Value {
         },
         "gateway": s.gateway.as_ref().map(health),
         "mesos": health(&s.mesos),
+        "felix": match &s.felix {
+            Felix::Ready => json!({"healthy": true, "detail": "ready"}),
+            Felix::NotReady(why) => json!({"healthy": false, "detail": why}),
+            Felix::NotChecked(why) => json!({"healthy": null, "detail": why}),
+        },
+        "bgp": bgp_json(&s.bgp),
+        "checks": s.checks.iter().map(|c| json!({
+            "name": c.name,
+            "passed": c.result.is_ok(),
+            "detail": c.result.as_ref().err(),
+        })).collect::<Vec<_>>(),
         "lock": match &s.lock {
             LockSeen::Free => Value::Null,
             LockSeen::Held(holder) => json!({
@@ -225,6 +302,30 @@ fn host_json(h: &HostStatus) -> Value {
         v["cluster_store_error"] = json!(why);
     }
     v
+}
+
+/// `healthy` is null when BIRD was not read; `established` and `total`
+/// are null when its sessions are not known.
+fn bgp_json(b: &Bgp) -> Value {
+    match b {
+        Bgp::Sessions {
+            established,
+            total,
+            down,
+        } => json!({
+            "healthy": down.is_empty(),
+            "established": established,
+            "total": total,
+            "down": down,
+            "detail": null,
+        }),
+        Bgp::Unreadable(why) => json!({
+            "healthy": false, "established": null, "total": null, "down": [], "detail": why,
+        }),
+        Bgp::NotChecked(why) => json!({
+            "healthy": null, "established": null, "total": null, "down": [], "detail": why,
+        }),
+    }
 }
 
 /// A converged host, for tests of what reads a status.
@@ -254,6 +355,16 @@ pub(crate) fn converged_host(name: &str) -> HostStatus {
                 healthy: true,
                 detail: "http://10.0.0.11:5051/health".into(),
             },
+            felix: Felix::Ready,
+            bgp: Bgp::Sessions {
+                established: 3,
+                total: 3,
+                down: Vec::new(),
+            },
+            checks: vec![CheckSeen {
+                name: "dns".into(),
+                result: Ok(()),
+            }],
             lock: LockSeen::Free,
             last_run: Some(LastRun {
                 run_id: "laptop-4242-1795340400".into(),
@@ -359,6 +470,149 @@ mod tests {
         assert_eq!(fleet(vec![ok.clone(), drifted.clone()]).standing(), Drifted);
         assert_eq!(fleet(vec![drifted.clone(), refused]).standing(), Refused);
         assert_eq!(fleet(vec![gone, drifted, ok]).standing(), Unreadable);
+    }
+
+    #[test]
+    fn calico_that_does_not_network_is_an_unhealthy_host_and_exit_4() {
+        let down = Bgp::Sessions {
+            established: 2,
+            total: 3,
+            down: vec!["10.0.0.13 Active".into()],
+        };
+        let failed = CheckSeen {
+            name: "dns".into(),
+            result: Err("check dns failed (exit 1): NXDOMAIN".into()),
+        };
+        type Edit = Box<dyn Fn(&mut Seen)>;
+        let table: Vec<(&str, Edit, Standing, i32)> = vec![
+            ("converged", Box::new(|_| {}), Standing::Converged, 0),
+            (
+                "a session down",
+                Box::new(move |s| s.bgp = down.clone()),
+                Standing::Unhealthy,
+                4,
+            ),
+            (
+                "BIRD unreadable",
+                Box::new(|s| s.bgp = Bgp::Unreadable("birdcl printed nothing".into())),
+                Standing::Unhealthy,
+                4,
+            ),
+            (
+                "Felix not ready",
+                Box::new(|s| s.felix = Felix::NotReady("/readiness answered 503".into())),
+                Standing::Unhealthy,
+                4,
+            ),
+            (
+                "a check failed",
+                Box::new(move |s| s.checks.push(failed.clone())),
+                Standing::Unhealthy,
+                4,
+            ),
+            (
+                "BGP and Felix off",
+                Box::new(|s| {
+                    s.felix = Felix::NotChecked("off: FELIX_HEALTHENABLED is not true".into());
+                    s.bgp = Bgp::NotChecked("off: CALICO_NETWORKING_BACKEND is none".into());
+                }),
+                Standing::Converged,
+                0,
+            ),
+            (
+                "drifted and unhealthy: the worse counts",
+                Box::new(|s| {
+                    s.drift[4].status = DriftStatus::Drift;
+                    s.felix = Felix::NotReady("/readiness answered 503".into());
+                }),
+                Standing::Unhealthy,
+                4,
+            ),
+            (
+                "refused is worse than unhealthy",
+                Box::new(|s| {
+                    s.drift[1].status = DriftStatus::Refused;
+                    s.felix = Felix::NotReady("/readiness answered 503".into());
+                }),
+                Standing::Refused,
+                4,
+            ),
+        ];
+        for (name, edit, standing, code) in table {
+            let mut h = converged_host("agent-1");
+            if let Ok(s) = &mut h.seen {
+                edit(s);
+            }
+            assert_eq!(h.standing(), standing, "{name}");
+            let fleet = StatusReport {
+                inventory_path: "cluster.yaml".into(),
+                inventory_sha256: String::new(),
+                hosts: vec![converged_host("agent-2"), h],
+            };
+            assert_eq!(crate::error::status_exit_code(&fleet), code, "{name}");
+        }
+    }
+
+    #[test]
+    fn json_carries_felix_bgp_and_the_checks() {
+        let mut sick = converged_host("agent-2");
+        if let Ok(s) = &mut sick.seen {
+            s.felix = Felix::NotReady("Felix is not ready: /readiness answered 503".into());
+            s.bgp = Bgp::Sessions {
+                established: 2,
+                total: 3,
+                down: vec!["10.0.0.13 Active (Socket: Connection refused)".into()],
+            };
+            s.checks.push(CheckSeen {
+                name: "app".into(),
+                result: Err("check app failed (exit 3): no route".into()),
+            });
+        }
+        let mut off = converged_host("agent-3");
+        if let Ok(s) = &mut off.seen {
+            s.felix = Felix::NotChecked("calico-node is not running".into());
+            s.bgp = Bgp::NotChecked("calico-node is not running".into());
+        }
+        let report = StatusReport {
+            inventory_path: "cluster.yaml".into(),
+            inventory_sha256: String::new(),
+            hosts: vec![converged_host("agent-1"), sick, off],
+        };
+        let v: Value = serde_json::from_str(&report.to_json()).unwrap();
+        let ok = &v["hosts"][0];
+        assert_eq!(ok["healthy"], true);
+        assert_eq!(ok["felix"], json!({"healthy": true, "detail": "ready"}));
+        assert_eq!(
+            ok["bgp"],
+            json!({"healthy": true, "established": 3, "total": 3, "down": [], "detail": null})
+        );
+        assert_eq!(
+            ok["checks"],
+            json!([{"name": "dns", "passed": true, "detail": null}])
+        );
+        let bad = &v["hosts"][1];
+        assert_eq!(
+            (&bad["healthy"], &bad["converged"]),
+            (&json!(false), &json!(false))
+        );
+        assert_eq!(bad["felix"]["healthy"], false);
+        assert_eq!(
+            bad["bgp"],
+            json!({"healthy": false, "established": 2, "total": 3,
+                   "down": ["10.0.0.13 Active (Socket: Connection refused)"], "detail": null})
+        );
+        assert_eq!(
+            bad["checks"][1],
+            json!({"name": "app", "passed": false, "detail": "check app failed (exit 3): no route"})
+        );
+        let not = &v["hosts"][2];
+        assert_eq!(
+            not["felix"],
+            json!({"healthy": null, "detail": "calico-node is not running"})
+        );
+        assert_eq!(not["bgp"]["healthy"], Value::Null);
+        assert_eq!(not["bgp"]["established"], Value::Null);
+        assert_eq!(not["healthy"], true, "not running is drift, not health");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use super::hosts::{group_by_text, heading};
-use super::status::{ContainerSeen, DriftStatus, Health, HostStatus, LockSeen, Seen, Standing};
-use super::status::{StatusReport, Unread};
+use super::status::{Bgp, ContainerSeen, DriftStatus, Felix, Health, HostStatus, LockSeen, Seen};
+use super::status::{Standing, StatusReport, Unread};
 
 /// Labels line up at this width ("cluster store").
 const LABEL: usize = 13;
@@ -34,6 +34,10 @@ pub fn render_status(report: &StatusReport) -> String {
         report.hosts.len(),
         count(&[Standing::Drifted, Standing::Refused]),
     );
+    let unhealthy = count(&[Standing::Unhealthy]);
+    if unhealthy > 0 {
+        let _ = write!(out, ", {unhealthy} unhealthy");
+    }
     let unread = count(&[Standing::Unreadable]);
     if unread > 0 {
         let _ = write!(out, ", {unread} could not be read");
@@ -55,6 +59,7 @@ fn block(host: &HostStatus) -> String {
     let standing = match host.standing() {
         Standing::Converged => "converged",
         Standing::Drifted => "drift",
+        Standing::Unhealthy => "unhealthy",
         Standing::Refused => "refused",
         Standing::Unreadable => unreachable!("a host that was read"),
     };
@@ -82,6 +87,34 @@ fn block(host: &HostStatus) -> String {
             .unwrap_or_else(|| "not run by calico-rollout (etcd.proxy is false)".into()),
     );
     line("mesos", &health(&seen.mesos));
+    line(
+        "felix",
+        &match &seen.felix {
+            Felix::Ready => "ready".to_string(),
+            Felix::NotReady(why) => format!("NOT READY: {why}"),
+            Felix::NotChecked(why) => why.clone(),
+        },
+    );
+    line("bgp", &bgp(&seen.bgp));
+    let failed = seen.checks.iter().filter(|c| c.result.is_err()).count();
+    if seen.checks.is_empty() {
+        line("checks", "none (rollout.checks is empty)");
+    } else if failed == 0 {
+        let names: Vec<&str> = seen.checks.iter().map(|c| c.name.as_str()).collect();
+        line("checks", &format!("all pass: {}", names.join(", ")));
+    } else {
+        line(
+            "checks",
+            &format!("{failed} of {} FAILED", seen.checks.len()),
+        );
+        for c in &seen.checks {
+            let text = match &c.result {
+                Ok(()) => "pass",
+                Err(why) => why,
+            };
+            line(&format!("  {}", c.name), text);
+        }
+    }
     line(
         "lock",
         &match &seen.lock {
@@ -131,6 +164,27 @@ fn container(c: &ContainerSeen) -> String {
     }
 }
 
+/// `3/3 Established`, and the sessions that are not, with BIRD's state.
+fn bgp(b: &Bgp) -> String {
+    match b {
+        Bgp::Sessions {
+            established,
+            total,
+            down,
+        } if down.is_empty() => format!("{established}/{total} Established"),
+        Bgp::Sessions {
+            established,
+            total,
+            down,
+        } => format!(
+            "{established}/{total} Established, DOWN: {}",
+            down.join(", ")
+        ),
+        Bgp::Unreadable(why) => format!("UNREADABLE: {why}"),
+        Bgp::NotChecked(why) => why.clone(),
+    }
+}
+
 fn cni(seen: &Seen) -> String {
     if seen.cni.is_empty() {
         return "not managed (cni.enabled is false)".into();
@@ -160,7 +214,7 @@ fn health(h: &Health) -> String {
 mod tests {
     use super::*;
     use crate::lock::Holder;
-    use crate::report::status::{LastRun, StepDrift, converged_host};
+    use crate::report::status::{CheckSeen, LastRun, StepDrift, converged_host};
     use crate::step::StepName;
 
     const SNAPSHOT: &str = "src/report/snapshots/status.txt";
@@ -193,7 +247,8 @@ mod tests {
     }
 
     /// Three converged agents, one that drifted (and is held by a run),
-    /// one whose docker is refused, and one unreachable.
+    /// one where Calico does not network, one whose docker is refused (and
+    /// runs Calico for policy only), and one unreachable.
     fn fleet() -> StatusReport {
         let mut drifted = converged_host("agent-4");
         if let Ok(s) = &mut drifted.seen {
@@ -231,8 +286,31 @@ mod tests {
                 summary: "replace calico-node: calico/node:v2.6.11 -> calico/node:v2.6.12".into(),
             };
         }
+        let mut sick = converged_host("agent-5");
+        if let Ok(s) = &mut sick.seen {
+            s.felix = Felix::NotReady("Felix is not ready: /readiness answered 503".into());
+            s.bgp = Bgp::Sessions {
+                established: 1,
+                total: 3,
+                down: vec![
+                    "10.0.0.13 Active (Socket: Connection refused)".into(),
+                    "10.0.0.14 Connect".into(),
+                ],
+            };
+            s.checks.push(CheckSeen {
+                name: "app".into(),
+                result: Err("check app failed (exit 3): starting | no route to 10.0.9.1".into()),
+            });
+        }
         let mut refused = converged_host("pub-1");
         if let Ok(s) = &mut refused.seen {
+            s.felix = Felix::NotChecked(
+                "off: FELIX_HEALTHENABLED is not true in calico-node's environment".into(),
+            );
+            s.bgp = Bgp::NotChecked(
+                "off: CALICO_NETWORKING_BACKEND is none (policy only): there is no BIRD".into(),
+            );
+            s.checks.clear();
             s.cluster_store = Ok(String::new());
             s.gateway = None;
             s.last_run = None;
@@ -251,6 +329,7 @@ mod tests {
                 converged_host("agent-2"),
                 converged_host("agent-3"),
                 drifted,
+                sick,
                 refused,
                 HostStatus {
                     host: "pub-2".into(),
@@ -289,6 +368,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\nagent-2: converged\n"), "{text}");
+    }
+
+    #[test]
+    fn a_host_where_calico_does_not_network_names_what_is_down() {
+        let text = render_status(&fleet());
+        for want in [
+            "\nagent-5: unhealthy\n",
+            "\n  felix          NOT READY: Felix is not ready: /readiness answered 503\n",
+            "\n  bgp            1/3 Established, DOWN: 10.0.0.13 Active (Socket: Connection refused), 10.0.0.14 Connect\n",
+            "\n  checks         1 of 2 FAILED\n    dns          pass\n    app          check app failed (exit 3): starting | no route to 10.0.9.1\n",
+            "\n  bgp            3/3 Established\n",
+            "\n  felix          ready\n",
+            "\n  checks         all pass: dns\n",
+            "\n  bgp            off: CALICO_NETWORKING_BACKEND is none",
+            "\n  checks         none (rollout.checks is empty)\n",
+            ", 1 unhealthy, 1 could not be read;",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
     }
 
     #[test]
