@@ -124,7 +124,7 @@ fn a_failing_operator_check_reverts_its_host() {
     inv["rollout"]["checks"] = json!([{
         "name": "smoke",
         "after": "node",
-        "command": "test -e /run/smoke-ok || { echo 'the smoke service does not answer'; exit 3; }",
+        "command": "test -e /var/lib/calico/smoke-ok || { echo 'the smoke service does not answer'; exit 3; }",
         "timeout": "3s",
     }]);
     let run = c.run("apply", &inv, &[]);
@@ -145,7 +145,7 @@ fn a_failing_operator_check_reverts_its_host() {
     }
 
     for a in &AGENTS {
-        exec(a.name, "touch /run/smoke-ok");
+        exec(a.name, "mkdir -p /var/lib/calico && touch /var/lib/calico/smoke-ok");
     }
     let fixed = c.run("apply", &inv, &[]);
     assert_eq!(fixed.code, 0, "{}", fixed.stderr);
