@@ -345,7 +345,10 @@ pub fn from_records(probes: &BTreeMap<String, Record>) -> Result<Facts, ProbeErr
                 .collect()
         }),
         containers: parse_containers(inspected),
-        images: parse_images(inspected),
+        images: probes
+            .get("images")
+            .map(|r| parse_images(&r.out))
+            .unwrap_or_default(),
         staged: lines(get("staged")?),
         pending: lines(get("pending")?),
         etcd_binary_ok: get("etcd_binary")?.code == 0,

@@ -145,7 +145,10 @@ fn a_failing_operator_check_reverts_its_host() {
     }
 
     for a in &AGENTS {
-        exec(a.name, "mkdir -p /var/lib/calico && touch /var/lib/calico/smoke-ok");
+        exec(
+            a.name,
+            "mkdir -p /var/lib/calico && touch /var/lib/calico/smoke-ok",
+        );
     }
     let fixed = c.run("apply", &inv, &[]);
     assert_eq!(fixed.code, 0, "{}", fixed.stderr);
@@ -191,4 +194,22 @@ fn resume_waits_for_the_mesh_of_the_hosts_already_done() {
         assert_eq!(node(a.name)["Config"]["Image"], "calico/node:v2.6.13");
         assert_eq!(sessions(a.name), (3, 3), "{}", a.name);
     }
+}
+
+#[test]
+fn plugin_sockets_left_behind_do_not_stall_the_facts() {
+    let c = cluster();
+    let inv = c.inventory();
+    // A libnetwork plugin that was stopped or removed leaves its sockets;
+    // dockerd dials them whenever a lookup reaches plugins.
+    exec(
+        "agent-1",
+        "mkdir -p /run/docker/plugins && python3 -c 'import socket\n\
+         for p in (\"calico.sock\", \"calico-ipam.sock\"):\n    \
+         socket.socket(socket.AF_UNIX).bind(\"/run/docker/plugins/\" + p)'",
+    );
+    let plan = c.run("plan", &inv, &["--limit", "agent-1"]);
+    assert_eq!(plan.code, 2, "planned, with changes: {}", plan.stderr);
+    assert_eq!(plan.status("agent-1", "libnetwork"), "changed");
+    assert_eq!(plan.status("agent-1", "node"), "changed");
 }

@@ -309,6 +309,7 @@ fn converged_probe(want: &crate::desired::Desired) -> String {
         })
         .collect();
     record("inspect", 0, &serde_json::to_string(&containers).unwrap());
+    record("images", 0, &serde_json::to_string(&containers).unwrap());
     let mut hashes = String::new();
     let mut file = |path: &str, sha: &str| hashes.push_str(&format!("{sha}  {path}\n"));
     let proxy = want.etcd_proxy.as_ref().unwrap();

@@ -3,7 +3,8 @@
 //! `facts::parse`. It starts each agent tool at most once: one `systemctl
 //! show` for every unit, one `docker version` (does the daemon answer),
 //! one `dockerd --version` (what a restart starts), one `docker inspect`
-//! for the containers and images, one `stat` for the managed files. A file is
+//! for the containers and one for the images, one `stat` for the managed
+//! files. A file is
 //! hashed only when its `stat` differs from what the manifest recorded at
 //! install time (size, mtime, ctime, inode: user space cannot set ctime
 //! back), unless asked to verify everything.
@@ -160,20 +161,36 @@ pub fn probe_body(want: &Desired, layout: &Layout, reads: Reads) -> String {
             .arg("--format")
             .arg("{{.Server.Version}}"),
     );
-    let mut inspect = Cmd::new("docker")
+    // Containers and images apart, each by its type: a name docker finds
+    // as neither makes it look for a network plugin next, and a plugin
+    // socket left behind by a stopped calico-libnetwork stalls that look
+    // for some 15 s.
+    let inspect = Cmd::new("docker")
         .arg("inspect")
+        .arg("--type")
+        .arg("container")
         .arg("--")
         .arg(desired::LIBNETWORK_CONTAINER)
         .arg(desired::NODE_CONTAINER);
+    let mut images = Cmd::new("docker")
+        .arg("inspect")
+        .arg("--type")
+        .arg("image")
+        .arg("--");
     for c in &containers {
-        inspect = inspect.arg(c.image.as_str());
+        images = images.arg(c.image.as_str());
     }
+    let images = if containers.is_empty() {
+        String::new()
+    } else {
+        format!("q images {images}; ")
+    };
     // Containers and images only when the daemon answers. The version is
     // the binary's: it is what the next restart starts, even when the
     // running daemon is older (a package upgraded but not restarted).
     s.push_str(&format!(
         "dr=$r\n\
-         if [ \"$dr\" = 0 ]; then q inspect {inspect}; else out inspect 1 ''; fi\n\
+         if [ \"$dr\" = 0 ]; then q inspect {inspect}; {images}else out inspect 1 ''; fi\n\
          p dockerd_version dockerd --version\n",
     ));
     if reads.texts {
@@ -312,7 +329,11 @@ mod tests {
             r#"echo "docker $1" >> "$CALLS"
 case "$1" in
   version) [ -e "$DOWN" ] && { echo 'Cannot connect to the Docker daemon' >&2; exit 1; }; echo 20.10.24 ;;
-  inspect) echo '[{"Id": "c1", "Name": "/calico-node", "Config": {"Image": "calico/node:v2.6.11", "Labels": {"org.projectcalico.rollout.spec": "abc"}}, "State": {"Running": true}, "HostConfig": {"RestartPolicy": {"Name": "always"}}}, {"Id": "sha256:1", "RepoTags": ["calico/node:v2.6.12"]}]'; echo 'Error: No such object: calico-libnetwork' >&2; exit 1 ;;
+  inspect) case "$3" in
+    container) echo '[{"Id": "c1", "Name": "/calico-node", "Config": {"Image": "calico/node:v2.6.11", "Labels": {"org.projectcalico.rollout.spec": "abc"}}, "State": {"Running": true}, "HostConfig": {"RestartPolicy": {"Name": "always"}}}]'; echo 'Error: No such container: calico-libnetwork' >&2; exit 1 ;;
+    image) echo '[{"Id": "sha256:1", "RepoTags": ["calico/node:v2.6.12"]}]'; echo 'Error: No such image: calico/libnetwork-plugin:v1.1.3' >&2; exit 1 ;;
+    *) echo 'inspect without --type' >&2; exit 2 ;;
+  esac ;;
 esac"#,
         ),
         (
@@ -371,10 +392,12 @@ printf 'Id=dcos-mesos-slave-public.service\nLoadState=not-found\nActiveState=ina
                 "systemctl show",
                 "docker version",
                 "docker inspect",
+                "docker inspect",
                 "dockerd",
                 "docker exec"
             ],
-            "one call to each tool, and BIRD's sessions read in calico-node"
+            "one call to each tool (docker inspect once for the containers, once for the images), \
+             and BIRD's sessions read in calico-node"
         );
     }
 
