@@ -66,6 +66,37 @@ pub fn start(name: &str, deadline: Duration) -> Script {
     )
 }
 
+/// Shell function `cid NAME`: prints the container's id, nothing when no
+/// such container exists, and fails with docker's words on any other
+/// error. A daemon that times out once must not read as "no container":
+/// the replacement would then think it has nothing to keep, and its
+/// clean-up would remove the live old one.
+fn cid_function() -> String {
+    let inspect = Cmd::new("docker")
+        .arg("inspect")
+        .arg("--type")
+        .arg("container")
+        .arg("--format")
+        .arg("{{.Id}}")
+        .arg("--");
+    format!(
+        "cid() {{
+  \
+           o=$({inspect} \"$1\" 2>&1) && {{ printf '%s' \"$o\"; return 0; }}\n  \
+           case $o in *'No such container'*|*'No such object'*) return 0 ;; esac\n  \
+           printf '%s\\n' \"$o\" >&2; return 1\n\
+         }}\n"
+    )
+}
+
+/// The replacement's spec label on container `name`.
+fn spec_label(name: &str) -> String {
+    inspect(
+        &format!("{{{{index .Config.Labels \"{SPEC_LABEL}\"}}}}"),
+        name,
+    )
+}
+
 fn inspect(format: &str, name: &str) -> String {
     Cmd::new("docker")
         .arg("inspect")
@@ -105,7 +136,8 @@ pub fn replace(
     let text = format!(
         "set -u\n\
          name={name_q}; retired={retired_q}\n\
-         id=$({id}) || id=\n\
+         {cid}\
+         id=$(cid \"$name\") || exit 1\n\
          case $id in *[!0-9a-f]*) echo \"unexpected container id $id\" >&2; exit 1 ;; esac\n\
          if [ -n \"$id\" ]; then\n  \
            policy=$({policy}) || exit 1\n  \
@@ -118,7 +150,8 @@ pub fn replace(
          fi\n\
          {record}\
          put_back() {{\n  \
-           docker rm -f -- \"$name\" >/dev/null 2>&1\n  \
+           lbl=$({label}) || lbl=\n  \
+           [ \"$lbl\" != {spec_q} ] || docker rm -f -- \"$name\" >/dev/null 2>&1\n  \
            [ -n \"$id\" ] || return 0\n  \
            docker rename \"$retired\" \"$name\" &&\n  \
            docker update --restart=\"$policy\" -- \"$name\" >/dev/null &&\n  \
@@ -144,7 +177,9 @@ pub fn replace(
          fi\n",
         name_q = quote(name),
         retired_q = quote(&retired),
-        id = inspect("{{.Id}}", name),
+        cid = cid_function(),
+        label = spec_label(name),
+        spec_q = quote(&spec.spec_hash),
         policy = inspect("{{.HostConfig.RestartPolicy.Name}}", name),
         running = inspect("{{.State.Running}}", name),
         record = write_record(
@@ -182,7 +217,8 @@ pub fn restore(layout: &Layout, run: &str, seq: u32, name: &str, deadline: Durat
          policy={policy}; [ -n \"$policy\" ] || policy=no\n\
          running={running}\n\
          spec={spec}\n\
-         cur=$({id}) || cur=\n\
+         {cid}\
+         cur=$(cid \"$name\") || exit 1\n\
          if [ -n \"$cur\" ] && [ \"$cur\" != \"$prev\" ]; then\n  \
            label=$({label}) || label=\n  \
            if [ -n \"$spec\" ] && [ \"$label\" = \"$spec\" ]; then\n    \
@@ -209,11 +245,8 @@ pub fn restore(layout: &Layout, run: &str, seq: u32, name: &str, deadline: Durat
         policy = field("policy", "\"\\([a-z-]*\\)\""),
         running = field("was_running", "\\(true\\|false\\)"),
         spec = field("spec_hash", "\"\\([0-9a-f]*\\)\""),
-        id = inspect("{{.Id}}", name),
-        label = inspect(
-            &format!("{{{{index .Config.Labels \"{SPEC_LABEL}\"}}}}"),
-            name
-        ),
+        cid = cid_function(),
+        label = spec_label(name),
         undone_mark = mark_undone(layout, run, seq),
     );
     Script::new(format!("putting back {name}"), deadline, text)
@@ -345,9 +378,73 @@ esac"#,
         );
     }
 
+    #[test]
+    fn a_failed_inspect_is_an_error_and_the_old_container_stays() {
+        let state = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("c")).unwrap();
+        stub(
+            bin.path(),
+            "docker",
+            &format!(
+                "exec python3 - \"$@\" <<'PY'\n{}\nPY",
+                PY_DOCKER.replace("@DIR@", &d.path().display().to_string())
+            ),
+        );
+        let layout = Layout::at(state.path().to_str().unwrap());
+        let want = desired();
+        let spec = want.node.as_ref().unwrap();
+        let node = d.path().join("c").join("calico-node");
+        std::fs::write(&node, "aaa always true old-spec").unwrap();
+        std::fs::write(d.path().join("fail-inspect-once"), "").unwrap();
+
+        let s = replace(spec, &layout, "r1", 1, StepName::Node, D);
+        let out = sh_with_path(&s.text, b"", Some(bin.path()));
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("context deadline exceeded"),
+            "docker's own words: {out:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&node).unwrap(),
+            "aaa always true old-spec",
+            "the live container is left as it was"
+        );
+        assert!(
+            !Path::new(&layout.record_path("r1", 1)).exists(),
+            "no record of a change that was not made"
+        );
+
+        // The same hiccup while a restore looks: it stops, touching
+        // nothing, and the next try puts the old container back.
+        let s = replace(spec, &layout, "r2", 1, StepName::Node, D);
+        let out = sh_with_path(&s.text, b"", Some(bin.path()));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let new = std::fs::read_to_string(&node).unwrap();
+        std::fs::write(d.path().join("fail-inspect-once"), "").unwrap();
+        let restore = || {
+            let s = super::restore(&layout, "r2", 1, "calico-node", D);
+            sh_with_path(&s.text, b"", Some(bin.path()))
+        };
+        let out = restore();
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("context deadline exceeded"),
+            "{out:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&node).unwrap(), new);
+        assert_eq!(stdout(&restore()), "undo done\n");
+        assert_eq!(
+            std::fs::read_to_string(&node).unwrap(),
+            "aaa always true old-spec"
+        );
+    }
+
     /// A docker stand-in over a folder of containers, each a file holding
     /// `id policy running label`; `fail-run` makes `run` fail as a missing
-    /// image does.
+    /// image does, and `fail-inspect-once` the next `inspect` as a daemon
+    /// that timed out.
     const PY_DOCKER: &str = r#"
 import os, sys, uuid
 d = "@DIR@"; c = os.path.join(d, "c")
@@ -358,6 +455,10 @@ def get(n):
     except FileNotFoundError: return None
 def put(n, f): open(os.path.join(c, n), "w").write(" ".join(f))
 cmd = a[0]
+once = os.path.join(d, "fail-inspect-once")
+if cmd == "inspect" and os.path.exists(once):
+    os.remove(once)
+    sys.stderr.write("Error response from daemon: Get \"http://%2Fvar%2Frun%2Fdocker.sock/v1.41/containers/x/json\": context deadline exceeded\n"); sys.exit(1)
 if cmd == "inspect":
     n = a[-1]; f = get(n)
     if f is None: sys.stderr.write("Error: No such container: %s\n" % n); sys.exit(1)

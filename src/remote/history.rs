@@ -11,11 +11,13 @@ use crate::shell::quote;
 use crate::step::StepName;
 
 /// Shell that gives `run` its folder, a state, and its line in the history.
+/// Every line stops the script on failure by itself: callers run under
+/// `set -u` alone, where a failed command would not.
 pub(crate) fn begin_run(layout: &Layout, run: &str) -> String {
     format!(
-        "mkdir -p -m 700 -- {dir}\n\
-         [ -e {state} ] || printf 'applying' > {state}\n\
-         grep -qxF -- {run} {history} 2>/dev/null || printf '%s\\n' {run} >> {history}\n",
+        "mkdir -p -m 700 -- {dir} || exit 1\n\
+         [ -e {state} ] || printf 'applying' > {state} || exit 1\n\
+         grep -qxF -- {run} {history} 2>/dev/null || printf '%s\\n' {run} >> {history} || exit 1\n",
         dir = quote(&layout.run_dir(run)),
         state = quote(&layout.state_path(run)),
         run = quote(run),
@@ -25,7 +27,9 @@ pub(crate) fn begin_run(layout: &Layout, run: &str) -> String {
 
 /// Shell that writes change `seq` of `run`: `printf` with `format` and
 /// `args` (shell words) must print the record's JSON. Written whole or not
-/// at all, before the change itself is made.
+/// at all, and on disk, before the change itself is made: a change whose
+/// record cannot be written (a full disk) does not happen, and the script
+/// ends with the agent's own words.
 pub(crate) fn write_record(
     layout: &Layout,
     run: &str,
@@ -35,7 +39,11 @@ pub(crate) fn write_record(
 ) -> String {
     let path = layout.record_path(run, seq);
     format!(
-        "{begin}printf {format} {args} > {tmp} && mv -f -- {tmp} {path}\n",
+        "{begin}{{ printf {format} {args} > {tmp} && sync -- {tmp} && mv -f -- {tmp} {path}; }} || \
+         {{ rm -f -- {tmp}; echo {failed} >&2; exit 1; }}\n",
+        failed = quote(&format!(
+            "cannot write the undo record {path}; nothing was changed"
+        )),
         begin = begin_run(layout, run),
         format = quote(format),
         tmp = quote(&format!("{path}.tmp")),
@@ -112,6 +120,7 @@ pub fn commit(layout: &Layout, run: &str, deadline: Duration) -> Script {
 mod tests {
     use super::*;
     use crate::remote::testing::{sh_with_path, stub};
+    use std::path::Path;
 
     #[test]
     fn records_open_the_run_once_and_arrive_whole() {
@@ -142,6 +151,30 @@ mod tests {
             std::fs::read_to_string(layout.state_path("r1")).unwrap(),
             "applying"
         );
+    }
+
+    #[test]
+    fn a_change_whose_record_cannot_be_written_does_not_happen() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::at(dir.path().to_str().unwrap());
+        // The record's temporary file cannot be made: as a full disk, but
+        // also for root.
+        std::fs::create_dir_all(format!("{}.tmp", layout.record_path("r1", 1))).unwrap();
+        let changed = dir.path().join("changed");
+        let script = format!(
+            "set -u\n{}: > {}\n",
+            write_record(&layout, "r1", 1, "{}\\n", ""),
+            changed.display()
+        );
+        let out = sh_with_path(&script, b"", None);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Is a directory") && err.contains("cannot write the undo record"),
+            "the agent's own words, then what it means: {err}"
+        );
+        assert!(!changed.exists(), "the change did not happen");
+        assert!(!Path::new(&layout.record_path("r1", 1)).exists());
     }
 
     #[test]
