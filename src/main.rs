@@ -86,7 +86,7 @@ fn main() -> color_eyre::Result<()> {
         }
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("calico-rollout: {e}");
+            ui::line_to_stderr(&format!("calico-rollout: {e}"));
             e.exit_code()
         }
     };
@@ -108,7 +108,7 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
     };
     let say = |text: String| {
         if verbosity != ui::Verbosity::Quiet {
-            eprintln!("{text}");
+            ui::line_to_stderr(&text);
         }
     };
     let config = config::from_command(&cli.command)?;
@@ -193,7 +193,7 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
     } else {
         report::render_table(&report)
     };
-    eprint!("\n{human}");
+    ui::to_stderr(&format!("\n{human}"));
     if let Some(path) = &args.junit {
         write_atomically(path, &report::to_junit(&report, &info))?;
     }
@@ -208,12 +208,12 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
 /// `--json` on stdout); the exit code says whether the fleet is converged.
 async fn status(command: &Command) -> Result<i32, Error> {
     let config = config::from_command(command)?;
-    eprintln!(
+    ui::line_to_stderr(&format!(
         "calico-rollout status: {} agent(s) from {} (sha256 {})",
         config.hosts.len(),
         config.inventory.path.display(),
         &config.inventory.hash[..12],
-    );
+    ));
     let opts = exec::status::Options {
         forks: config.forks,
         layout: Layout::default(),
@@ -227,7 +227,7 @@ async fn status(command: &Command) -> Result<i32, Error> {
         inventory_sha256: config.inventory.hash.clone(),
         hosts,
     };
-    eprint!("\n{}", report::render_status(&report));
+    ui::to_stderr(&format!("\n{}", report::render_status(&report)));
     if config.json {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", report.to_json())?;
@@ -289,7 +289,7 @@ async fn unlock(args: &cli::UnlockArgs) -> Result<i32, Error> {
                 format!("FAILED: {why}")
             }
         };
-        eprintln!("{host}: {line}");
+        ui::line_to_stderr(&format!("{host}: {line}"));
     }
     if args.run.json {
         let json: Vec<serde_json::Value> = results

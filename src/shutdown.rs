@@ -1,6 +1,6 @@
-//! Ctrl-C and SIGTERM. The first asks the rollout to stop at the next safe
-//! point (hosts finish the step they are in, no new batch starts); the
-//! second asks it to stop at once.
+//! Ctrl-C, SIGTERM and SIGHUP (a closed terminal). The first asks the
+//! rollout to stop at the next safe point (hosts finish the step they are
+//! in, no new batch starts); the second asks it to stop at once.
 
 use tokio::sync::watch;
 
@@ -27,9 +27,9 @@ impl Shutdown {
             let mut level = Stop::Running;
             while wait_for_signal().await {
                 level = if level == Stop::Running {
-                    eprintln!(
+                    crate::ui::line_to_stderr(
                         "\ncalico-rollout: stopping after the current step on each host \
-                         (press Ctrl-C again to stop at once)"
+                         (press Ctrl-C again to stop at once)",
                     );
                     Stop::Graceful
                 } else {
@@ -74,14 +74,20 @@ impl Shutdown {
     }
 }
 
-/// Waits for the next Ctrl-C or SIGTERM; false if signals cannot be heard.
+/// Waits for the next Ctrl-C, SIGTERM or SIGHUP; false if signals cannot
+/// be heard. Without a handler, SIGHUP would kill the run mid-step, with
+/// no journal and every lock left behind.
 async fn wait_for_signal() -> bool {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
         return false;
     };
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.is_ok(),
         r = term.recv() => r.is_some(),
+        r = hup.recv() => r.is_some(),
     }
 }

@@ -113,6 +113,20 @@ pub fn plain_line(event: &Event<'_>, verbosity: Verbosity) -> Option<String> {
     })
 }
 
+/// Writes to stderr, dropping what cannot be written: after SIGHUP the
+/// terminal is gone and every write fails, but the run must still finish
+/// its step, save its journal and release its locks (`eprint!` would
+/// panic instead).
+pub fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// [`to_stderr`], one line.
+pub fn line_to_stderr(text: &str) {
+    to_stderr(&format!("{text}\n"));
+}
+
 /// A log line: the event's text after the UTC time it happened.
 pub fn stamped(at: SystemTime, text: &str) -> String {
     format!("{} {text}", humantime::format_rfc3339_seconds(at))
@@ -165,7 +179,7 @@ impl Progress {
 
 impl Bars {
     fn line(&self, text: &str) {
-        self.multi.suspend(|| eprintln!("{text}"));
+        self.multi.suspend(|| line_to_stderr(text));
     }
 
     fn host(&self, name: &str, f: impl FnOnce(&ProgressBar)) {
@@ -297,7 +311,7 @@ impl Reporter for Progress {
             Some(bars) => bars.event(&event, self.verbosity),
             None => {
                 if let Some(text) = plain_line(&event, self.verbosity) {
-                    eprintln!("{}", stamped(SystemTime::now(), &text));
+                    line_to_stderr(&stamped(SystemTime::now(), &text));
                 }
             }
         }

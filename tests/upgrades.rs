@@ -251,14 +251,15 @@ fn an_interrupted_run_resumes_and_converges() {
     let path = c.write_inventory(&inv);
     let child = spawn_binary("apply", &path, &[]);
     let pid = child.id();
-    // SIGTERM once the second batch is under way.
+    // The operator's terminal closes (SIGHUP) once the second batch is
+    // under way: the run stops as on SIGTERM (which tests/safety.rs sends).
     wait_until(120, "agent-2's batch", || {
         restart_log("agent-2")
             .iter()
             .any(|r| r.unit == "docker" && r.event == "stop")
     });
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args(["-HUP", &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
