@@ -33,6 +33,9 @@ pub const KILL_AFTER: Duration = Duration::from_secs(5);
 /// grace, and slack for the wire.
 const CLIENT_SLACK: Duration = Duration::from_secs(5);
 
+/// Makes TERM, HUP and INT end the script through its `EXIT` trap.
+const EXIT_ON_SIGNALS: &str = "trap 'exit 143' TERM; trap 'exit 129' HUP; trap 'exit 130' INT\n";
+
 /// The exit statuses of coreutils `timeout` when it had to stop the command.
 pub const TIMED_OUT_EXITS: [u32; 2] = [124, 137];
 
@@ -57,6 +60,11 @@ impl Script {
     /// The command line for the SSH channel: the script under `sh`,
     /// bounded on the agent, through `sudo -n` when the login user is not
     /// root (never prompting). The login shell is not assumed to be POSIX.
+    ///
+    /// `timeout` ends the script with TERM, and dash (Debian's, Ubuntu's
+    /// `sh`) runs no `EXIT` trap on a signal it does not trap: the temporary
+    /// files a script cleans up on exit, some holding a client key, would
+    /// stay. Trapping the signals into an `exit` makes the `EXIT` traps run.
     pub fn command_line(&self, sudo: bool) -> String {
         let bounded = Cmd::new("timeout")
             .arg("-k")
@@ -64,7 +72,7 @@ impl Script {
             .arg(secs(self.deadline))
             .arg("sh")
             .arg("-c")
-            .arg(&self.text)
+            .arg(format!("{EXIT_ON_SIGNALS}{}", self.text))
             .to_string();
         if sudo {
             format!("sudo -n -- {bounded}")
@@ -107,7 +115,7 @@ mod tests {
         let s = Script::new("probe", Duration::from_millis(29_500), "echo 'hi'");
         assert_eq!(
             s.command_line(false),
-            "timeout -k 5s 30s sh -c \"echo 'hi'\""
+            format!("timeout -k 5s 30s sh -c \"{EXIT_ON_SIGNALS}echo 'hi'\"")
         );
         let argv = shlex::split(&s.command_line(true)).unwrap();
         assert_eq!(
@@ -122,7 +130,7 @@ mod tests {
                 "30s",
                 "sh",
                 "-c",
-                "echo 'hi'"
+                &format!("{EXIT_ON_SIGNALS}echo 'hi'")
             ]
         );
         assert_eq!(s.client_deadline(), Duration::from_millis(39_500));
@@ -140,6 +148,27 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(TIMED_OUT_EXITS.contains(&(out.status.code().unwrap() as u32)));
         assert!(out.stdout.is_empty());
+    }
+
+    #[test]
+    fn a_script_cut_off_at_its_deadline_still_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        let s = Script::new(
+            "holding a secret",
+            Duration::from_secs(1),
+            format!(
+                "d={}; mkdir -- \"$d\"; trap 'rm -rf -- \"$d\"' EXIT; : > \"$d/key\"; sleep 30",
+                secret.display()
+            ),
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(s.command_line(false))
+            .output()
+            .unwrap();
+        assert!(TIMED_OUT_EXITS.contains(&(out.status.code().unwrap() as u32)));
+        assert!(!secret.exists(), "the EXIT trap ran on timeout's TERM");
     }
 
     #[test]
