@@ -113,7 +113,7 @@ pub fn seen(agent: &Agent, want: &Desired, reading: Reading) -> Seen {
         cluster_store: reading.cluster_store,
         gateway: reading
             .gateway
-            .map(|g| health(g, "http://127.0.0.1:2379/health")),
+            .map(|g| health(g, "a v2 read through 127.0.0.1:2379")),
         mesos: health(reading.mesos, &reading.mesos_url),
         felix: felix(want, facts, reading.felix),
         bgp: bgp(want, facts),
