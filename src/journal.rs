@@ -63,6 +63,16 @@ pub enum JournalError {
         host: String,
         ago: u64,
     },
+    #[error(
+        "run {run} is still going (pid {pid} on {host}, heartbeat {ago}s ago) and its journal \
+         is kept; wait for it to end, or stop it, before starting another apply"
+    )]
+    Busy {
+        run: String,
+        pid: u32,
+        host: String,
+        ago: u64,
+    },
 }
 
 /// Hashes are shown the way the run's opening line shows them.
@@ -262,6 +272,20 @@ impl Journal {
             .insert(host.to_string(), HostEntry { done, steps, mesh });
     }
 
+    /// A new apply starts a new journal: refused while the run that wrote
+    /// this one may still be going, which would lose its `--resume`.
+    pub fn check_replaceable(&self) -> Result<(), JournalError> {
+        if self.state == RunState::Finished || !self.alive() {
+            return Ok(());
+        }
+        Err(JournalError::Busy {
+            run: self.run_id.clone(),
+            pid: self.pid,
+            host: self.controller.clone(),
+            ago: unix_now().saturating_sub(self.heartbeat),
+        })
+    }
+
     pub fn check_resumable(&self, inventory_hash: &str) -> Result<(), JournalError> {
         if self.state == RunState::Finished {
             return Err(JournalError::Finished);
@@ -403,6 +427,8 @@ mod tests {
         let mut j = sample();
         let hash = "a".repeat(64);
         // This very process wrote it.
+        let err = j.check_replaceable().unwrap_err();
+        assert!(matches!(err, JournalError::Busy { .. }), "{err}");
         let err = j.check_resumable(&hash).unwrap_err();
         assert!(matches!(err, JournalError::StillRunning { .. }), "{err}");
         assert!(err.to_string().contains("still going"), "{err}");

@@ -148,10 +148,17 @@ async fn run(cli: &Cli) -> Result<i32, Error> {
             old.adopt(&run_id);
             Some((old, config.state_dir.clone()))
         }
-        Mode::Apply => Some((
-            Journal::new(config.inventory.hash.clone(), run_id.clone()),
-            config.state_dir.clone(),
-        )),
+        Mode::Apply => {
+            // A journal that cannot be read is replaced: only a live run's
+            // must be kept.
+            if let Ok(Some(old)) = Journal::load(&config.state_dir) {
+                old.check_replaceable()?;
+            }
+            Some((
+                Journal::new(config.inventory.hash.clone(), run_id.clone()),
+                config.state_dir.clone(),
+            ))
+        }
         Mode::Plan | Mode::Rollback => None,
     };
 

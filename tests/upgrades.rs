@@ -318,7 +318,18 @@ fn a_second_concurrent_apply_is_refused_on_every_locked_host() {
     let second_path = other_dir.path().join("cluster.yaml");
     std::fs::copy(&path, &second_path).unwrap();
     let second = run_binary("apply", &second_path, &[]);
+    // The same inventory again: the live run's journal is kept.
+    let third = run_binary("apply", &path, &[]);
     let first = finish(first, "the first apply");
+    assert_eq!(third.code, 64, "{}", third.stderr);
+    assert!(third.stderr.contains("is still going"), "{}", third.stderr);
+    let journal: Value = serde_json::from_str(
+        &std::fs::read_to_string(c.dir.path().join(".calico-rollout/cluster/journal.json"))
+            .expect("journal saved"),
+    )
+    .unwrap();
+    assert_eq!(journal["state"], "finished", "the first run's own journal");
+    assert_eq!(journal["hosts"].as_object().unwrap().len(), AGENTS.len());
 
     assert_eq!(first.code, 0);
     assert_eq!(second.code, 3, "refused in preflight, nothing changed");
