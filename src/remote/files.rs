@@ -174,7 +174,9 @@ pub fn install(i: &Install, change: Change<'_>, deadline: Duration) -> Script {
            if [ ! -e {backup} ]; then\n    \
              mkdir -p -- {backup_dir}\n    \
              cp -p -- \"$target\" {backup_tmp}\n    \
-             mv -f -- {backup_tmp} {backup}\n  \
+             sync -- {backup_tmp}\n    \
+             mv -f -- {backup_tmp} {backup}\n    \
+             sync -- {backup_dir}\n  \
            fi\n\
          fi\n\
          {record}\

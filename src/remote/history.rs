@@ -27,7 +27,8 @@ pub(crate) fn begin_run(layout: &Layout, run: &str) -> String {
 
 /// Shell that writes change `seq` of `run`: `printf` with `format` and
 /// `args` (shell words) must print the record's JSON. Written whole or not
-/// at all, and on disk, before the change itself is made: a change whose
+/// at all, and on disk (its folder too), before the change itself is made,
+/// so that a power loss never leaves a change without its undo: a change whose
 /// record cannot be written (a full disk) does not happen, and the script
 /// ends with the agent's own words.
 pub(crate) fn write_record(
@@ -39,8 +40,9 @@ pub(crate) fn write_record(
 ) -> String {
     let path = layout.record_path(run, seq);
     format!(
-        "{begin}{{ printf {format} {args} > {tmp} && sync -- {tmp} && mv -f -- {tmp} {path}; }} || \
-         {{ rm -f -- {tmp}; echo {failed} >&2; exit 1; }}\n",
+        "{begin}{{ printf {format} {args} > {tmp} && sync -- {tmp} && mv -f -- {tmp} {path} && \
+         sync -- {dir}; }} || {{ rm -f -- {tmp}; echo {failed} >&2; exit 1; }}\n",
+        dir = quote(&layout.run_dir(run)),
         failed = quote(&format!(
             "cannot write the undo record {path}; nothing was changed"
         )),
