@@ -85,7 +85,7 @@ impl Cluster {
     /// (JSON is YAML) that a test can edit before writing it.
     pub fn inventory(&self) -> Value {
         let mut inv = WORLD.inventory();
-        inv["rollout"] = json!({"batch": 2, "canary": 0, "max_failures": 0, "health_timeout": "20s", "min_healthy": "2s"});
+        inv["rollout"] = json!({"batch": 2, "canary": 0, "max_failures": 0, "health_timeout": "20s", "min_healthy": "1s"});
         inv
     }
 
