@@ -58,19 +58,40 @@ pub fn open_files_limit() -> Option<u64> {
     }
 }
 
-/// Whether a calico-rollout process with this pid runs on this machine. A
-/// pid reused by another program does not count.
+/// Where this process's pids mean something: the boot and the pid
+/// namespace. Two containers can share a hostname, never both of these.
+/// Empty when the system does not say.
+pub fn process_space() -> String {
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let pidns = fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if boot.trim().is_empty() || pidns.is_empty() {
+        return String::new();
+    }
+    format!("{}/{pidns}", boot.trim())
+}
+
+/// Whether a calico-rollout process with this pid runs in this process
+/// space. A pid reused by another program does not count; one started
+/// through a link or under another name does, when it runs this binary.
 pub fn run_alive_here(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }
-    match fs::read(format!("/proc/{pid}/cmdline")) {
+    let same_binary = || {
+        let theirs = fs::read_link(format!("/proc/{pid}/exe"));
+        let ours = fs::read_link("/proc/self/exe");
+        matches!((theirs, ours), (Ok(a), Ok(b)) if a == b)
+    };
+    let named = || match fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(cmdline) => cmdline
             .split(|&b| b == 0)
             .next()
             .is_some_and(|argv0| String::from_utf8_lossy(argv0).contains("calico-rollout")),
         Err(_) => false,
-    }
+    };
+    same_binary() || named()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::controller::{local_hostname, run_alive_here, unix_now};
+use crate::controller::{local_hostname, process_space, run_alive_here, unix_now};
 use crate::lock::STALE_AFTER;
 use crate::report::{Status, StepResult};
 use crate::step::StepName;
@@ -174,6 +174,10 @@ pub struct Journal {
     pub pid: u32,
     #[serde(default)]
     pub heartbeat: u64,
+    /// The boot and pid namespace of that process (see
+    /// `controller::process_space`): only there does its pid tell.
+    #[serde(default)]
+    pub space: String,
     pub hosts: BTreeMap<String, HostEntry>,
 }
 
@@ -187,6 +191,7 @@ impl Journal {
             controller: local_hostname(),
             pid: std::process::id(),
             heartbeat: unix_now(),
+            space: process_space(),
             hosts: BTreeMap::new(),
         }
     }
@@ -198,6 +203,7 @@ impl Journal {
         self.controller = local_hostname();
         self.pid = std::process::id();
         self.heartbeat = unix_now();
+        self.space = process_space();
         self.state = RunState::Running;
     }
 
@@ -208,7 +214,10 @@ impl Journal {
         if self.pid == 0 {
             return false;
         }
-        if self.controller == local_hostname() {
+        // Only in its own process space is the pid proof either way; a
+        // run elsewhere, another container with the same hostname
+        // included, is alive while its heartbeat is fresh.
+        if !self.space.is_empty() && self.space == process_space() {
             return run_alive_here(self.pid);
         }
         unix_now().saturating_sub(self.heartbeat) < STALE_AFTER.as_secs()
@@ -432,13 +441,17 @@ mod tests {
         let err = j.check_resumable(&hash).unwrap_err();
         assert!(matches!(err, JournalError::StillRunning { .. }), "{err}");
         assert!(err.to_string().contains("still going"), "{err}");
-        // Another machine's run with a fresh heartbeat is alive too.
-        j.controller = "elsewhere".into();
+        // Another machine's run with a fresh heartbeat is alive too, and
+        // so is one in another container of the same hostname: its pid
+        // says nothing here.
+        j.space = "another-boot/pid:[4026531836]".into();
         assert!(j.alive());
         j.heartbeat = unix_now() - STALE_AFTER.as_secs() - 1;
         assert!(!j.alive());
-        // A run of this machine whose process is gone is not.
-        j.controller = local_hostname();
+        // A run of this process space whose process is gone is not, even
+        // with a fresh heartbeat: it died.
+        j.space = process_space();
+        j.heartbeat = unix_now();
         j.pid = u32::MAX - 1;
         assert!(!j.alive());
         j.check_resumable(&hash).unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::controller::{local_hostname, run_alive_here, unix_now};
+use crate::controller::{local_hostname, process_space, run_alive_here, unix_now};
 
 /// On tmpfs, so an agent's reboot clears it along with whatever the holder
 /// was doing there.
@@ -41,6 +41,8 @@ pub struct LockOwner {
     /// The operator machine's hostname.
     pub host: String,
     pub pid: u32,
+    /// Where `pid` means something (`controller::process_space`).
+    pub space: String,
 }
 
 impl LockOwner {
@@ -55,6 +57,7 @@ impl LockOwner {
             user,
             host: local_hostname(),
             pid: std::process::id(),
+            space: process_space(),
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct Holder {
     pub user: String,
     pub host: String,
     pub pid: u32,
+    /// Empty in a lock an older calico-rollout took.
+    pub space: String,
     /// Unix seconds by the agent's clock, as are `refreshed` and `now`.
     pub since: u64,
     pub refreshed: u64,
@@ -78,10 +83,14 @@ pub struct Holder {
 }
 
 impl Holder {
-    /// A run started on this machine whose process is gone: its lock is
-    /// stale at once, whatever its last heartbeat.
+    /// A run started in this process space whose process is gone: its
+    /// lock is stale at once, whatever its last heartbeat. The hostname
+    /// alone would not do: two containers can share one.
     pub fn dead_here(&self) -> bool {
-        self.host == local_hostname() && self.pid != 0 && !run_alive_here(self.pid)
+        !self.space.is_empty()
+            && self.space == process_space()
+            && self.pid != 0
+            && !run_alive_here(self.pid)
     }
 
     /// Whether the holder may still be working on the agent.
@@ -196,6 +205,7 @@ mod tests {
             user: "u".into(),
             host: "h".into(),
             pid: 3,
+            space: String::new(),
             since: 10,
             refreshed: 20,
             stale: false,
@@ -227,6 +237,7 @@ mod tests {
             user: "alice".into(),
             host: "laptop".into(),
             pid: 4242,
+            space: String::new(),
             since: 1_795_340_400,
             refreshed: 1_795_340_400 + 60,
             stale: false,
@@ -256,6 +267,7 @@ mod tests {
         let mine = Holder {
             host: local_hostname(),
             pid: std::process::id(),
+            space: process_space(),
             ..Holder::default()
         };
         assert!(mine.looks_alive());
@@ -264,8 +276,22 @@ mod tests {
             ..mine.clone()
         };
         assert!(gone.dead_here() && !gone.looks_alive());
+        // Another container with the same hostname: its pids mean nothing
+        // here, and only the lock's heartbeat tells.
+        let same_name = Holder {
+            space: "another-boot/pid:[4026531836]".into(),
+            ..gone.clone()
+        };
+        assert!(same_name.looks_alive());
+        // A lock an older calico-rollout took says no process space.
+        let older = Holder {
+            space: String::new(),
+            ..gone.clone()
+        };
+        assert!(older.looks_alive());
         let elsewhere = Holder {
             host: "some-other-machine".into(),
+            space: "its-boot/pid:[4026531836]".into(),
             ..gone
         };
         assert!(elsewhere.looks_alive());

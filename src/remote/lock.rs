@@ -120,11 +120,12 @@ fn prelude(lock: &str) -> String {
 
 fn acquire_script_at(lock: &str, owner: &LockOwner, takeover_from: Option<&str>) -> String {
     let body = format!(
-        "{{\"owner\":{},\"user\":{},\"host\":{},\"pid\":{},\"since\":",
+        "{{\"owner\":{},\"user\":{},\"host\":{},\"pid\":{},\"space\":{},\"since\":",
         json_str(&owner.id),
         json_str(&owner.user),
         json_str(&owner.host),
         owner.pid,
+        json_str(&owner.space),
     );
     format!(
         "{prelude}\
@@ -229,6 +230,7 @@ mod tests {
             user: "alice".to_string(),
             host: "laptop".to_string(),
             pid: 4242,
+            space: "boot-1/pid:[4026531836]".to_string(),
         }
     }
 

@@ -264,6 +264,7 @@ mod tests {
                 user: "bob".into(),
                 host: "ops".into(),
                 pid: 77,
+                space: String::new(),
                 since: 1_795_340_000,
                 refreshed: 1_795_340_030,
                 stale: false,
