@@ -91,15 +91,25 @@ pub fn start<C: Connector>(
                 );
                 async move {
                     let _permit = limit.acquire_owned().await;
-                    let script = remote::lock::refresh(&owner_id, deadline);
-                    let answer = session
-                        .run_raw(&script, Stdin::Empty)
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|out| {
-                            lock::parse(&String::from_utf8_lossy(&out.stdout))
-                                .map_err(|e| e.to_string())
-                        });
+                    let refresh = || async {
+                        let script = remote::lock::refresh(&owner_id, deadline);
+                        session
+                            .run_raw(&script, Stdin::Empty)
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|out| {
+                                lock::parse(&String::from_utf8_lossy(&out.stdout))
+                                    .map_err(|e| e.to_string())
+                            })
+                    };
+                    // A connection that dropped is made again, and the lock
+                    // asked of the agent: only its answer says whether the
+                    // lock is still this run's. A host out of reach for a
+                    // while keeps its lock, and its next round trip asks too.
+                    let mut answer = refresh().await;
+                    if answer.is_err() && session.reconnect().await.is_ok() {
+                        answer = refresh().await;
+                    }
                     let lost = match answer {
                         Ok(LockState::Acquired) => {
                             *last_ok[i].lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
@@ -112,16 +122,17 @@ pub fn start<C: Connector>(
                             "stopped: this agent's lock was removed by someone else".to_string(),
                         ),
                         Err(e) => {
-                            let since = last_ok[i]
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .elapsed();
-                            (since > STALE_AFTER / 2).then(|| {
-                                format!(
-                                    "stopped: could not refresh this agent's lock for {}s ({e})",
-                                    since.as_secs()
-                                )
-                            })
+                            let mut last = last_ok[i].lock().unwrap_or_else(|p| p.into_inner());
+                            if last.elapsed() > STALE_AFTER / 2 {
+                                reporter.event(Event::Notice(&format!(
+                                    "{}: could not refresh its lock for {}s ({e}); still trying",
+                                    session.agent.name,
+                                    last.elapsed().as_secs()
+                                )));
+                                // Said again after a while, not at every beat.
+                                *last = Instant::now() - STALE_AFTER / 4;
+                            }
+                            None
                         }
                     };
                     if let Some(why) = lost {
@@ -147,6 +158,51 @@ mod tests {
     struct Quiet;
     impl Reporter for Quiet {
         fn event(&self, _: Event<'_>) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_out_of_reach_for_a_while_keeps_its_lock() {
+        let script = Arc::new(Scripted::default());
+        let connector = Arc::new(ScriptedConnector(script.clone()));
+        let fleet = Arc::new(Fleet::new(1));
+        let s = HostSession::connect(connector.clone(), agent(Role::Private))
+            .await
+            .unwrap();
+        s.set_locked(true);
+        let _ = fleet.hosts[0].set(Arc::new(s));
+        script.on("refreshed", Reply::Exit(0, "lock acquired\n".into()));
+        let hb = start(
+            fleet.clone(),
+            "run-1".into(),
+            Duration::from_secs(5),
+            1,
+            Arc::new(Quiet),
+            Box::new(|| {}),
+        );
+        // The connection drops at the first beat, and the agent stays out
+        // of reach for five beats: longer than half the stale time.
+        script.once("refreshed", Reply::Lost);
+        script.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(HEARTBEAT * 5 + Duration::from_millis(10)).await;
+        assert!(HEARTBEAT * 5 > STALE_AFTER / 2);
+        let host = fleet.get(0).unwrap();
+        assert!(
+            host.touchable().is_ok(),
+            "a missed refresh is not a lost lock"
+        );
+        assert!(host.locked());
+        // Back on the network: connected again, and the agent says the
+        // lock is still this run's.
+        script
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let connects = script.connects.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(HEARTBEAT).await;
+        assert!(script.connects.load(std::sync::atomic::Ordering::SeqCst) > connects);
+        assert!(host.touchable().is_ok() && host.locked());
+        let asked = script.commands.lock().unwrap().clone();
+        assert!(asked.last().unwrap().contains("refreshed"), "{asked:?}");
+        hb.stop().await;
     }
 
     #[tokio::test(start_paused = true)]

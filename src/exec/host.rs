@@ -434,7 +434,7 @@ impl HostRun {
         // turn comes also asks the agent itself, in its first round trip,
         // before anything else. A connection that dropped while the host
         // waited for its batch is made again first.
-        if let Err(e) = session.reconnect().await {
+        if let Err(e) = session.reconnect_patiently().await {
             self.state = HostState::Failed;
             self.finish(first, e.status(), e.to_string(), Some(reporter));
             self.skip_rest("not run: the agent cannot be reached", Some(reporter));

@@ -49,7 +49,7 @@ impl HostRun {
         let script = self.undo_script(run, seq, undo, policy);
         let out = match session.run(&script, Stdin::Empty).await {
             Err(StepError::Unreachable(_)) => {
-                session.reconnect().await?;
+                session.reconnect_patiently().await?;
                 session.run(&script, Stdin::Empty).await?
             }
             other => other?,
@@ -85,7 +85,7 @@ impl HostRun {
         policy: &Policy,
     ) -> Result<(), StepError> {
         session.touchable()?;
-        session.reconnect().await?;
+        session.reconnect_patiently().await?;
         let script = remote::lock::refresh(&policy.run_id, policy.command_timeout);
         let out = session.run_raw(&script, Stdin::Empty).await?;
         refreshed(session, &out.stdout)

@@ -150,6 +150,21 @@ impl<C: Connector> HostSession<C> {
         }
     }
 
+    /// [`reconnect`](Self::reconnect), tried again after 1, 2 and 4 s: a
+    /// network that blinks must not fail a host whose turn, or whose
+    /// revert, comes just then.
+    pub async fn reconnect_patiently(&self) -> Result<(), StepError> {
+        let mut pause = std::time::Duration::from_secs(1);
+        for _ in 0..3 {
+            if self.reconnect().await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+        self.reconnect().await
+    }
+
     pub fn set_locked(&self, locked: bool) {
         self.locked.store(locked, Ordering::SeqCst);
     }

@@ -56,6 +56,8 @@ pub struct Scripted {
     pub rules: std::sync::Mutex<Vec<(String, Reply)>>,
     once: std::sync::Mutex<Vec<(String, Reply)>>,
     pub connects: std::sync::atomic::AtomicUsize,
+    /// While set, the agent cannot be reached: every connect fails.
+    pub down: std::sync::atomic::AtomicBool,
     pub commands: std::sync::Mutex<Vec<String>>,
 }
 
@@ -141,10 +143,16 @@ impl Transport for ScriptedSession {
 impl Connector for ScriptedConnector {
     type Session = ScriptedSession;
 
-    async fn connect(&self, _target: &Agent) -> Result<ScriptedSession, TransportError> {
+    async fn connect(&self, target: &Agent) -> Result<ScriptedSession, TransportError> {
         self.0
             .connects
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.0.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(TransportError::Connect {
+                addr: target.address.clone(),
+                reason: "no route to host".into(),
+            });
+        }
         Ok(ScriptedSession {
             script: self.0.clone(),
             closed: std::sync::atomic::AtomicBool::new(false),
