@@ -4,13 +4,16 @@
 //! host key is checked against the same known_hosts (port-aware), and it is
 //! logged into with the same identity, as the agent behind it.
 //!
-//! A bastion that cannot be reached, or refuses us, is tried once per run:
-//! every host behind it gets the same reason, naming the bastion, rather
-//! than each waiting out its own connect timeout.
+//! A bastion that refuses us is tried once per run, and one that cannot be
+//! reached once per [`RETRY_AFTER`]: every host behind it meanwhile gets
+//! the same reason, naming the bastion, rather than each waiting out its
+//! own connect timeout, and a network that comes back is used again (a
+//! revert, a lock release, a later batch).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use russh::ChannelStream;
 use russh::client::{Handle, Msg};
@@ -37,7 +40,32 @@ enum Slot {
     Down {
         reason: String,
         unreachable: bool,
+        at: Instant,
     },
+}
+
+/// How long a bastion out of reach is taken at its word before it is
+/// tried again.
+pub(super) const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+impl Slot {
+    /// The failure every host behind the bastion gets now, without trying
+    /// it again: a refusal for the whole run, being out of reach for
+    /// [`RETRY_AFTER`].
+    fn remembered(&self, jump: &ProxyJump) -> Option<TransportError> {
+        match self {
+            Slot::Down {
+                reason,
+                unreachable,
+                at,
+            } if !*unreachable || at.elapsed() < RETRY_AFTER => Some(TransportError::Bastion {
+                bastion: jump.to_string(),
+                reason: reason.clone(),
+                unreachable: *unreachable,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// The bastion connections of one run.
@@ -104,19 +132,13 @@ impl Bastions {
         // Held while connecting: the other hosts behind this bastion wait
         // for this one connection instead of opening their own.
         let mut slot = slot.lock().await;
+        if let Some(e) = slot.remembered(jump) {
+            return Err(e);
+        }
         match &*slot {
             Slot::Up(handle) if !handle.is_closed() => return Ok(handle.clone()),
             Slot::Up(_) => debug!(bastion = %jump, "bastion connection lost; reconnecting"),
-            Slot::Down {
-                reason,
-                unreachable,
-            } => {
-                return Err(TransportError::Bastion {
-                    bastion: jump.to_string(),
-                    reason: reason.clone(),
-                    unreachable: *unreachable,
-                });
-            }
+            Slot::Down { .. } => debug!(bastion = %jump, "trying the bastion again"),
             Slot::Empty => {}
         }
         let bastion = SshSettings {
@@ -142,6 +164,7 @@ impl Bastions {
                 *slot = Slot::Down {
                     reason: reason.clone(),
                     unreachable,
+                    at: Instant::now(),
                 };
                 Err(TransportError::Bastion {
                     bastion: jump.to_string(),
@@ -150,5 +173,42 @@ impl Bastions {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bastion_out_of_reach_is_tried_again_and_one_that_refuses_is_not() {
+        let jump = ProxyJump {
+            user: "ops".into(),
+            host: "bastion".into(),
+            port: 22,
+        };
+        let down = |unreachable: bool, ago: Duration| Slot::Down {
+            reason: "no route to host".into(),
+            unreachable,
+            at: Instant::now() - ago,
+        };
+        let e = down(true, Duration::from_secs(1))
+            .remembered(&jump)
+            .unwrap();
+        assert!(e.to_string().contains("no route to host"), "{e}");
+        assert!(e.is_unreachable());
+        assert!(
+            down(true, RETRY_AFTER + Duration::from_secs(1))
+                .remembered(&jump)
+                .is_none(),
+            "tried again once the network may be back"
+        );
+        assert!(
+            down(false, Duration::from_secs(3600))
+                .remembered(&jump)
+                .is_some(),
+            "a refusal stands for the run"
+        );
+        assert!(Slot::Empty.remembered(&jump).is_none());
     }
 }
