@@ -413,3 +413,40 @@ fn sigterm_during_preflight_exits_promptly_and_leaves_no_lock() {
     }
     assert_eq!(run.status("agent-silent", "docker"), "skipped");
 }
+
+#[test]
+fn a_second_signal_keeps_the_lock_where_a_command_may_still_run() {
+    let c = cluster();
+    let mut inv = c.inventory();
+    inv["rollout"]["health_timeout"] = json!("30s");
+    // agent-1's docker restart hangs; the operator presses Ctrl-C twice.
+    fault("agent-1", "hang-restart-docker", "1");
+    let path = c.write_inventory(&inv);
+    let child = spawn_binary("apply", &path, &["--limit", "agent-1"]);
+    let pid = child.id().to_string();
+    wait_until(60, "agent-1's docker restart to hang", || {
+        restart_log("agent-1")
+            .iter()
+            .any(|r| r.unit == "docker" && r.event == "stop")
+    });
+    for _ in 0..2 {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let run = finish(child, "apply, aborted mid-restart");
+
+    assert_eq!(run.code, 131, "{}", run.stderr);
+    assert_eq!(run.status("agent-1", "docker"), "unknown");
+    let lock = String::from_utf8(read("agent-1", LOCK).expect("the lock is kept")).unwrap();
+    let run_id = run.json()["run_id"].as_str().unwrap().to_string();
+    assert!(lock.contains(&run_id), "still this run's lock: {lock}");
+    assert!(
+        run.stderr.contains("agent-1: its lock is kept"),
+        "{}",
+        run.stderr
+    );
+}

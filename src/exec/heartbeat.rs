@@ -33,10 +33,6 @@ impl<C: Connector> Fleet<C> {
     pub fn get(&self, i: usize) -> Option<&Arc<HostSession<C>>> {
         self.hosts[i].get()
     }
-
-    pub fn sessions(&self) -> impl Iterator<Item = &Arc<HostSession<C>>> {
-        self.hosts.iter().filter_map(OnceLock::get)
-    }
 }
 
 /// A running heartbeat; it stops when dropped or told to.

@@ -328,7 +328,19 @@ pub async fn run<C: Connector>(
         Some(_) => RunState::Stopped,
     };
     record::save(&record, &runs, state);
-    release_locks(&fleet, &policy, &reporter).await;
+    // A step cut off by the second signal may still run on its agent, up
+    // to its own deadline: that agent keeps the lock until it goes stale.
+    let in_flight: Vec<usize> = runs
+        .iter()
+        .filter(|r| {
+            r.results
+                .iter()
+                .flatten()
+                .any(|s| s.status == Status::Unknown)
+        })
+        .map(|r| r.index)
+        .collect();
+    release_locks(&fleet, &in_flight, &policy, &reporter).await;
     Report {
         dry_run,
         hosts: runs.into_iter().map(HostRun::into_report).collect(),
@@ -571,16 +583,26 @@ fn hosts_finished(reporter: &dyn Reporter, runs: &[HostRun], hosts: &[usize]) {
     }
 }
 
-/// Releases this run's locks on every host it holds one on, connecting
-/// again where the connection dropped, within [`RELEASE_DEADLINE`]; then
-/// closes every connection.
+/// Releases this run's locks on every host it holds one on, but those
+/// whose step was cut off in flight, connecting again where the connection
+/// dropped, within [`RELEASE_DEADLINE`]; then closes every connection.
 async fn release_locks<C: Connector>(
     fleet: &Fleet<C>,
+    in_flight: &[usize],
     policy: &Policy,
     reporter: &Arc<dyn Reporter>,
 ) {
-    let release = futures::future::join_all(fleet.sessions().map(|session| async move {
-        if session.locked() {
+    let sessions = (0..fleet.hosts.len()).filter_map(|i| Some((i, fleet.get(i)?)));
+    let release = futures::future::join_all(sessions.map(|(i, session)| async move {
+        if session.locked() && in_flight.contains(&i) {
+            reporter.event(Event::Notice(&format!(
+                "{}: its lock is kept: a command cut off there may still be running, up to \
+                 its deadline; the lock goes stale {}s after that, or run unlock once the \
+                 agent is quiet",
+                session.agent.name,
+                crate::lock::STALE_AFTER.as_secs()
+            )));
+        } else if session.locked() {
             let script = remote::lock::release(&policy.run_id, policy.command_timeout);
             let mut result = session.run(&script, Stdin::Empty).await;
             if matches!(result, Err(error::StepError::Unreachable(_))) {
