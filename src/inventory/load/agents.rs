@@ -280,6 +280,15 @@ impl Checker<'_> {
                 // The bastion is looked up in ssh_config too, as `ssh -J` does;
                 // it is dialled directly (one hop).
                 let bastion = layers.host_config(&host);
+                for (keyword, value) in &bastion.unsupported {
+                    self.report(
+                        agent_at,
+                        format!(
+                            "`{keyword} {value}` in ssh config (Host {host}, the bastion) is not \
+                             supported: calico-rollout would connect to the bastion without it"
+                        ),
+                    );
+                }
                 Some(ProxyJump {
                     user: jump_user
                         .or_else(|| {
@@ -330,6 +339,16 @@ impl Checker<'_> {
             return out;
         };
         let source = format!("in {} (Host {})", client.path.display(), layers.address);
+        for (keyword, value) in &cfg.unsupported {
+            self.report(
+                agent_at,
+                format!(
+                    "`{keyword} {value}` {source} is not supported: calico-rollout would \
+                     connect without it; use ProxyJump (or ssh.proxy_jump) and the host's own \
+                     name in known_hosts"
+                ),
+            );
+        }
         let checked = |this: &mut Self,
                        what: &str,
                        value: &str,

@@ -34,6 +34,11 @@ pub(super) struct HostConfig {
     /// Every hop, as written (a chain has more than one).
     pub(super) proxy_jump: Vec<String>,
     pub(super) known_hosts: Option<String>,
+    /// Keywords calico-rollout cannot honour and must not ignore, with
+    /// their values: `ProxyCommand` (dialling the host itself would reach
+    /// another place than `ssh` does) and `HostKeyAlias` (the key would be
+    /// checked, or recorded, under another name).
+    pub(super) unsupported: Vec<(&'static str, String)>,
 }
 
 impl ClientConfig {
@@ -61,7 +66,19 @@ impl ClientConfig {
             .unsupported_fields
             .get("userknownhostsfile")
             .and_then(|files| files.first().cloned());
+        let unsupported = [
+            ("ProxyCommand", "proxycommand"),
+            ("HostKeyAlias", "hostkeyalias"),
+        ]
+        .into_iter()
+        .filter_map(|(keyword, key)| {
+            let value = params.unsupported_fields.get(key)?.join(" ");
+            // `ProxyCommand none` is OpenSSH's way to say there is none.
+            (!value.eq_ignore_ascii_case("none")).then_some((keyword, value))
+        })
+        .collect();
         HostConfig {
+            unsupported,
             host_name: params.host_name,
             user: params.user,
             port: params.port,
@@ -178,6 +195,22 @@ Host *
         let b = c.host("bastion");
         assert_eq!(b.host_name.as_deref(), Some("203.0.113.7"));
         assert_eq!((b.user.as_deref(), b.port), (Some("jump"), Some(2222)));
+    }
+
+    #[test]
+    fn keywords_that_would_connect_elsewhere_are_kept_to_refuse() {
+        let c = config(
+            "Host a\n  ProxyCommand ssh -W %h:%p jump\n  HostKeyAlias fleet\n\
+             Host b\n  ProxyCommand none\n",
+        );
+        assert_eq!(
+            c.host("a").unsupported,
+            [
+                ("ProxyCommand", "ssh -W %h:%p jump".to_string()),
+                ("HostKeyAlias", "fleet".to_string())
+            ]
+        );
+        assert!(c.host("b").unsupported.is_empty());
     }
 
     #[test]

@@ -136,6 +136,24 @@ fn a_bad_value_in_ssh_config_names_the_file() {
 }
 
 #[test]
+fn a_proxy_command_in_ssh_config_is_refused_not_ignored() {
+    let f = Fixture::new();
+    f.write(
+        "home/.ssh/config",
+        "Host 10.0.0.11\n  ProxyCommand nc -X connect -x proxy:3128 %h %p\n",
+    );
+    let text = f.err(MINIMAL).to_string();
+    assert!(
+        text.contains(&format!(
+            "`ProxyCommand nc -X connect -x proxy:3128 %h %p` in {} (Host 10.0.0.11) is not \
+             supported: calico-rollout would connect without it",
+            f.home().join(".ssh/config").display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_private_key_others_can_read_is_refused() {
     let f = Fixture::new();
     let key = f.home().join(".ssh/id_ed25519");
