@@ -20,6 +20,27 @@ fn start_state(agent_name: &str) -> Vec<(String, std::collections::BTreeMap<Stri
         .collect()
 }
 
+/// Docker, the Mesos agent and the gateway run as they did at `before`,
+/// and systemd ran no job for them since `mark`.
+fn assert_no_unit_started(
+    agent_name: &str,
+    before: &[(String, std::collections::BTreeMap<String, String>)],
+    mark: &Mark,
+) {
+    assert_eq!(start_state(agent_name), before, "{agent_name}");
+    for u in [
+        "docker",
+        agent(agent_name).mesos_unit(),
+        "calico-etcd-proxy",
+    ] {
+        assert_eq!(
+            jobs_since(agent_name, mark, u),
+            Vec::<(String, String)>::new(),
+            "{agent_name}: no systemd job for {u}"
+        );
+    }
+}
+
 /// What an agent that calico-rollout never reached looks like.
 fn assert_untouched(host: &str, docker_before: &std::collections::BTreeMap<String, String>) {
     assert_eq!(
@@ -199,15 +220,7 @@ fn second_apply_changes_nothing_and_systemd_restarted_nothing() {
     for (i, a) in AGENTS.iter().enumerate() {
         // docker's ActiveEnterTimestamp (and the Mesos agent's, and the
         // gateway's) is what it was: systemd started nothing again.
-        assert_eq!(start_state(a.name), before[i], "{}", a.name);
-        for u in ["docker", a.mesos_unit(), "calico-etcd-proxy"] {
-            assert_eq!(
-                jobs_since(a.name, &marks[i], u),
-                Vec::<(String, String)>::new(),
-                "{}: no systemd job for {u}",
-                a.name
-            );
-        }
+        assert_no_unit_started(a.name, &before[i], &marks[i]);
         assert_eq!(
             container(a.name, "calico-node").unwrap()["Id"],
             node_ids[i],
@@ -583,14 +596,6 @@ fn a_node_image_whose_bgp_never_comes_up_stops_at_the_first_real_agent_and_is_re
 
     // An image change restarts no unit on either agent.
     for (i, a) in AGENTS.iter().enumerate() {
-        assert_eq!(start_state(a.name), before[i], "{}", a.name);
-        for u in ["docker", a.mesos_unit(), "calico-etcd-proxy"] {
-            assert_eq!(
-                jobs_since(a.name, &marks[i], u),
-                Vec::<(String, String)>::new(),
-                "{}: no systemd job for {u}",
-                a.name
-            );
-        }
+        assert_no_unit_started(a.name, &before[i], &marks[i]);
     }
 }

@@ -294,19 +294,7 @@ esac"#,
 
     #[test]
     fn replace_and_restore_are_one_unit_each() {
-        let state = tempfile::tempdir().unwrap();
-        let bin = tempfile::tempdir().unwrap();
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("c")).unwrap();
-        stub(
-            bin.path(),
-            "docker",
-            &format!(
-                "exec python3 - \"$@\" <<'PY'\n{}\nPY",
-                PY_DOCKER.replace("@DIR@", &d.path().display().to_string())
-            ),
-        );
-        let layout = Layout::at(state.path().to_str().unwrap());
+        let (_state, bin, d, layout) = docker_world();
         let want = desired();
         let spec = want.node.as_ref().unwrap();
         let put = |name: &str, fields: &str| {
@@ -380,19 +368,7 @@ esac"#,
 
     #[test]
     fn a_failed_inspect_is_an_error_and_the_old_container_stays() {
-        let state = tempfile::tempdir().unwrap();
-        let bin = tempfile::tempdir().unwrap();
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("c")).unwrap();
-        stub(
-            bin.path(),
-            "docker",
-            &format!(
-                "exec python3 - \"$@\" <<'PY'\n{}\nPY",
-                PY_DOCKER.replace("@DIR@", &d.path().display().to_string())
-            ),
-        );
-        let layout = Layout::at(state.path().to_str().unwrap());
+        let (_state, bin, d, layout) = docker_world();
         let want = desired();
         let spec = want.node.as_ref().unwrap();
         let node = d.path().join("c").join("calico-node");
@@ -439,6 +415,30 @@ esac"#,
             std::fs::read_to_string(&node).unwrap(),
             "aaa always true old-spec"
         );
+    }
+
+    /// A folder for the run history, and `docker` on PATH standing in over
+    /// a folder of containers (see [`PY_DOCKER`]).
+    fn docker_world() -> (
+        tempfile::TempDir,
+        tempfile::TempDir,
+        tempfile::TempDir,
+        Layout,
+    ) {
+        let state = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("c")).unwrap();
+        stub(
+            bin.path(),
+            "docker",
+            &format!(
+                "exec python3 - \"$@\" <<'PY'\n{}\nPY",
+                PY_DOCKER.replace("@DIR@", &d.path().display().to_string())
+            ),
+        );
+        let layout = Layout::at(state.path().to_str().unwrap());
+        (state, bin, d, layout)
     }
 
     /// A docker stand-in over a folder of containers, each a file holding
