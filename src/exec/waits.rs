@@ -104,6 +104,7 @@ mod tests {
             unit: "dcos-mesos-slave".into(),
             address: "10.0.0.1".into(),
             port: 5051,
+            registered: true,
         };
         assert_eq!(
             format!("waiting for {}", gate(&mesos)),

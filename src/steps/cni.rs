@@ -89,6 +89,7 @@ pub fn plan(agent: &Agent, want: Option<&CniDesired>, facts: &Facts) -> Plan {
                 unit: unit.into(),
                 address: mesos_address(agent, facts),
                 port: agent.role.mesos_port(),
+                registered: true,
             },
         });
     }
@@ -130,7 +131,8 @@ mod tests {
             Gate::Mesos {
                 unit: "dcos-mesos-slave".into(),
                 address: "10.0.0.11".into(),
-                port: 5051
+                port: 5051,
+                registered: true,
             }
         );
     }

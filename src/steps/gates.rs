@@ -34,9 +34,12 @@ impl Gate {
             Gate::Docker {
                 cluster_store: None,
             } => "the docker daemon to answer".into(),
-            Gate::Mesos { .. } => {
-                "the Mesos agent's health endpoint and its registration with a master".into()
-            }
+            Gate::Mesos {
+                registered: true, ..
+            } => "the Mesos agent's health endpoint and its registration with a master".into(),
+            Gate::Mesos {
+                registered: false, ..
+            } => "the Mesos agent's health endpoint".into(),
             Gate::Container { name } => format!("{name} to run"),
             Gate::Felix { port } => format!("Felix to be ready (:{port})"),
             Gate::Bgp(mesh) if mesh.before.is_empty() => format!(

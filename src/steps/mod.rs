@@ -156,6 +156,20 @@ impl Gate {
             Gate::Docker { .. } => Gate::Docker {
                 cluster_store: None,
             },
+            // A revert puts back what ran; whether the agent finds its
+            // master again is not its doing, and a revert must not be
+            // judged failed for it.
+            Gate::Mesos {
+                unit,
+                address,
+                port,
+                ..
+            } => Gate::Mesos {
+                unit: unit.clone(),
+                address: address.clone(),
+                port: *port,
+                registered: false,
+            },
             other => other.clone(),
         }
     }
@@ -191,6 +205,9 @@ pub enum Gate {
         /// Where Mesos listens, as the agent says (`detect_ip`).
         address: String,
         port: u16,
+        /// Registered with a master again, too (`/state`'s
+        /// `master_hostname`).
+        registered: bool,
     },
     /// The container is running and not restarting.
     Container { name: String },

@@ -27,6 +27,7 @@ pub fn gate_for(agent: &Agent, facts: &Facts, unit: &str) -> Gate {
             unit: unit.to_string(),
             address: mesos_address(agent, facts),
             port: agent.role.mesos_port(),
+            registered: true,
         }
     }
 }

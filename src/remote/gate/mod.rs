@@ -169,6 +169,7 @@ pub(crate) fn check(gate: &Gate) -> String {
             unit,
             address,
             port,
+            registered,
         } => {
             let host = if address.contains(':') {
                 format!("[{address}]")
@@ -176,11 +177,15 @@ pub(crate) fn check(gate: &Gate) -> String {
                 address.clone()
             };
             let base = format!("http://{host}:{port}");
+            let state = if *registered {
+                mesos_state(&quote(&format!("{base}/state")))
+            } else {
+                String::new()
+            };
             format!(
-                "{}{}{}",
+                "{}{}{state}",
                 unit_check(unit),
                 curl(&format!("{base}/health"), unit, &[]),
-                mesos_state(&quote(&format!("{base}/state")))
             )
         }
         Gate::Container { name } => format!(
@@ -376,9 +381,13 @@ pub fn reading(gate: &Gate, ok: bool, out: &[u8], err: &[u8]) -> Result<Identity
             }
             Ok(unit_identity(DOCKER_UNIT, &props))
         }
-        Gate::Mesos { unit, .. } => {
+        Gate::Mesos {
+            unit, registered, ..
+        } => {
             let mut id = unit_identity(unit, &props);
-            id.note = mesos_registered(unit, &props)?;
+            if *registered {
+                id.note = mesos_registered(unit, &props)?;
+            }
             Ok(id)
         }
         Gate::EtcdGateway { .. } => Ok(unit_identity(unit.expect("a unit gate"), &props)),
@@ -517,6 +526,23 @@ mod tests {
     }
 
     #[test]
+    fn a_mesos_agent_put_back_by_a_revert_need_not_have_found_its_master() {
+        let gate = |registered| Gate::Mesos {
+            unit: "dcos-mesos-slave".into(),
+            address: "10.0.0.11".into(),
+            port: 5051,
+            registered,
+        };
+        let unregistered = b"ActiveState=active\nMainPID=9\nNRestarts=0\nStateCode=200\n";
+        let e = reading(&gate(true), true, unregistered, b"").unwrap_err();
+        assert!(e.contains("not registered with a master yet"), "{e}");
+        assert!(reading(&gate(true).relaxed(), true, unregistered, b"").is_ok());
+        assert!(!check(&gate(false)).contains("/state"), "nothing to ask");
+        let registered = b"ActiveState=active\nStateCode=200\nMasterHostname=master.mesos\n";
+        assert!(reading(&gate(true), true, registered, b"").is_ok());
+    }
+
+    #[test]
     fn the_gateway_gate_presents_the_client_certificate_when_tls_is_on() {
         let bin = tempfile::tempdir().unwrap();
         let seen = bin.path().join("curl-args");
@@ -575,6 +601,7 @@ mod tests {
                 unit: "dcos-mesos-slave".into(),
                 address: "fd00::1".into(),
                 port: 5051,
+                registered: true,
             },
         ];
         let script = gates(&checks, Duration::from_secs(10));
