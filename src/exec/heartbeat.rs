@@ -35,6 +35,9 @@ impl<C: Connector> Fleet<C> {
     }
 }
 
+/// A host's last lock refresh, and when an outage was last told.
+type Refreshed = (Instant, Option<Instant>);
+
 /// A running heartbeat; it stops when dropped or told to.
 pub struct Heartbeat {
     stop: watch::Sender<bool>,
@@ -62,9 +65,9 @@ pub fn start<C: Connector>(
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let limit = Arc::new(Semaphore::new(forks.max(1)));
-        let last_ok: Arc<Vec<std::sync::Mutex<Instant>>> = Arc::new(
+        let last_ok: Arc<Vec<std::sync::Mutex<Refreshed>>> = Arc::new(
             (0..fleet.hosts.len())
-                .map(|_| std::sync::Mutex::new(Instant::now()))
+                .map(|_| std::sync::Mutex::new((Instant::now(), None)))
                 .collect(),
         );
         let mut timer = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
@@ -108,7 +111,8 @@ pub fn start<C: Connector>(
                     }
                     let lost = match answer {
                         Ok(LockState::Acquired) => {
-                            *last_ok[i].lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                            *last_ok[i].lock().unwrap_or_else(|p| p.into_inner()) =
+                                (Instant::now(), None);
                             None
                         }
                         Ok(LockState::Held(holder) | LockState::StaleReplaced(holder)) => Some(
@@ -119,14 +123,17 @@ pub fn start<C: Connector>(
                         ),
                         Err(e) => {
                             let mut last = last_ok[i].lock().unwrap_or_else(|p| p.into_inner());
-                            if last.elapsed() > STALE_AFTER / 2 {
+                            let (ok, told) = &mut *last;
+                            // Said again after a while, not at every beat.
+                            if ok.elapsed() > STALE_AFTER / 2
+                                && told.is_none_or(|t| t.elapsed() > STALE_AFTER / 4)
+                            {
                                 reporter.event(Event::Notice(&format!(
                                     "{}: could not refresh its lock for {}s ({e}); still trying",
                                     session.agent.name,
-                                    last.elapsed().as_secs()
+                                    ok.elapsed().as_secs()
                                 )));
-                                // Said again after a while, not at every beat.
-                                *last = Instant::now() - STALE_AFTER / 4;
+                                *told = Some(Instant::now());
                             }
                             None
                         }
